@@ -1,0 +1,1 @@
+"""The command line: the public contract of DESIGN.md."""

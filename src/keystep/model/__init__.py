@@ -1,0 +1,1 @@
+"""The bottom layer: events, manifests, batch contents. No I/O here."""

@@ -21,8 +21,8 @@ $(PY_STAMP): pyproject.toml $(SYS_STAMP)
 
 venv: $(PY_STAMP)
 
-services: $(SYS_STAMP)
-	bash scripts/start-services.sh
+services: $(PY_STAMP)
+	$(BIN)/python -m keystep.store.pg_admin ensure-server
 
 demo: $(PY_STAMP)
 	$(BIN)/python scripts/demo.py

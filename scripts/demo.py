@@ -152,18 +152,31 @@ Done. Where to look:
 
 
 def write_previews(dataset: Path, out: Path, limit: int = 12) -> int:
+    """Redacted step screenshots as PNGs, annotated with the action, for a person to look at."""
+    import io
+
     import pyarrow.parquet as pq
+    from PIL import Image, ImageDraw
 
     out.mkdir(exist_ok=True)
     count = 0
     for part in sorted((dataset / "data").glob("*.parquet")):
-        table = pq.read_table(part, columns=["episode_id", "step", "action_code", "screenshot"])
+        table = pq.read_table(part, columns=["step", "action_code", "x", "y", "screenshot"])
         for row in table.to_pylist():
+            shot = row["screenshot"]
             if count >= limit:
                 return count
-            if row["screenshot"]:
-                (out / f"step-{count:03d}.png").write_bytes(row["screenshot"])
-                count += 1
+            if not shot or not shot.get("bytes"):
+                continue
+            img = Image.open(io.BytesIO(shot["bytes"])).convert("RGB")
+            draw = ImageDraw.Draw(img)
+            if row["x"] is not None and row["y"] is not None:
+                x, y = row["x"], row["y"]
+                draw.ellipse((x - 9, y - 9, x + 9, y + 9), outline=(255, 0, 170), width=3)
+            draw.rectangle((0, 0, img.width, 22), fill=(0, 0, 0))
+            draw.text((6, 5), f"step {row['step']}: {row['action_code']}", fill=(255, 255, 255))
+            img.save(out / f"step-{count:03d}.png")
+            count += 1
     return count
 
 

@@ -1,0 +1,257 @@
+"""Ingest throughput of one collector process, next to the disk's own fsync'd write speed.
+
+One process calls ``keystep.collector.ingest.ingest_batch`` from a pool of threads (the
+HTTP layer is not in the loop: this measures the storage path an upload ends in). Every
+batch is a real sealed v1 envelope from an enrolled device, fully checked (signature,
+consent, manifest kinds), its blob fsync'd (file and directory) and its metadata row
+committed (SQLite ``synchronous=FULL``; PostgreSQL ``synchronous_commit`` as configured)
+before the call returns — the durability an acknowledgement promises. Group commit
+(SQLite: one transaction for every row that queued during the previous commit; PostgreSQL:
+its own WAL group flush) lets concurrent acks share fsyncs without any ack preceding one.
+
+    .venv/bin/python bench/ingest.py [--seconds 8] [--threads 16] [--dir /path/on/the/disk]
+
+Prints one Markdown table. Targets (issue 6): >= 50 % of the disk's speed at 256 KB;
+>= 1,000 batches/s at 16 KB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import uuid6
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from keystep.collector.ingest import ingest_batch
+from keystep.model.manifest import default_manifest
+from keystep.seal.envelope import seal_batch
+from keystep.store.base import ConsentRecord, DeviceRecord, ManifestRecord, Repository, Scope
+from keystep.store.blobs import FolderBlobStore
+
+MB = 1024 * 1024
+
+
+@dataclass
+class Result:
+    label: str
+    size: int
+    batches: int
+    seconds: float
+
+    @property
+    def per_s(self) -> float:
+        return self.batches / self.seconds
+
+    @property
+    def mb_s(self) -> float:
+        return self.batches * self.size / MB / self.seconds
+
+
+def disk_speed(directory: Path, total_mb: int = 512) -> float:
+    """Sequential write of ``total_mb`` in 1 MiB writes, then fsync: MB/s."""
+    path = directory / "disk-speed.bin"
+    chunk = os.urandom(MB)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        t0 = time.perf_counter()
+        for _ in range(total_mb):
+            os.write(fd, chunk)
+        os.fsync(fd)
+        return total_mb / (time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        path.unlink()
+
+
+def make_envelopes(
+    repo: Repository, size: int, count: int, devices: int = 16
+) -> tuple[list[tuple[str, bytes]], Callable[[int], object]]:
+    """Enroll ``devices`` devices (one contributor each, consented) and seal ``count`` batches."""
+    manifest = default_manifest()
+    now = datetime.now(UTC)
+    repo.publish_manifest(
+        ManifestRecord(manifest.version, manifest.to_yaml(), manifest.digest, now),
+        scope=Scope.steward(),
+    )
+    vault = (
+        X25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
+    keys = []
+    run = uuid6.uuid7().hex[:8]
+    for i in range(devices):
+        key = Ed25519PrivateKey.generate()
+        dev, who = f"bench-{run}-{i}", f"ps-{run}-{i}"
+        public = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        repo.add_device(DeviceRecord(dev, who, public, "-", now), scope=Scope.collector())
+        repo.record_consent(
+            ConsentRecord(who, manifest.version, manifest.digest, now),
+            scope=Scope.of_contributor(who),
+        )
+        keys.append((dev, who, key))
+    # Random content does not compress, so the envelope is about the content's size (plus
+    # Padmé padding of at most ~12 %; the table reports the real mean size).
+    content = os.urandom(int(size * 0.94))
+    hour = now.strftime("%Y-%m-%dT%H:00:00Z")
+    out = []
+    for n in range(count):
+        dev, who, key = keys[n % devices]
+        env = seal_batch(
+            content,
+            batch_id=str(uuid6.uuid7()),
+            device=dev,
+            seq=n // devices + 1,
+            contributor=who,
+            period=now.strftime("%Y-%m"),
+            t_hour=hour,
+            manifest_version=manifest.version,
+            redaction_version=manifest.redaction_version,
+            kinds=("key.down", "pointer.move", "screen.frame"),
+            key_id=f"{who}/{now:%Y-%m}",
+            recipient=vault,
+            device_key=key,
+            level=1,
+        )
+        out.append((dev, env))
+
+    def lookup(version: int) -> object:
+        return manifest if version == manifest.version else None
+
+    return out, lookup
+
+
+def run_ingest(
+    repo: Repository, blobs: FolderBlobStore, size: int, seconds: float, threads: int
+) -> tuple[int, float, int]:
+    """Ingest for about ``seconds``; returns (batches, elapsed, mean envelope size)."""
+    # Enough envelopes for the time budget at a generous rate; sealing is not timed.
+    count = max(threads * 8, int(seconds * (3000 if size <= 64 * 1024 else 1000)))
+    envelopes, lookup = make_envelopes(repo, size, count)
+    mean = sum(len(e) for _, e in envelopes) // len(envelopes)
+    nxt = 0
+    lock = threading.Lock()
+    done = 0
+    errors: list[BaseException] = []
+    deadline = time.perf_counter() + seconds
+
+    def worker() -> None:
+        nonlocal nxt, done
+        while time.perf_counter() < deadline:
+            with lock:
+                if nxt >= len(envelopes):
+                    return
+                dev, env = envelopes[nxt]
+                nxt += 1
+            try:
+                ingest_batch(
+                    repo,
+                    blobs,
+                    env,
+                    device_id=dev,
+                    manifest_lookup=lookup,  # type: ignore[arg-type]
+                    audit=lambda e: None,
+                    now=datetime.now(UTC),
+                )
+            except BaseException as exc:
+                errors.append(exc)
+                return
+            with lock:
+                done += 1
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    t0 = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return done, elapsed, mean
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--dir", type=Path, default=None, help="where blobs and SQLite go")
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args(argv)
+
+    from keystep.store.sqlite import SqliteRepository
+
+    base = Path(tempfile.mkdtemp(prefix="keystep-bench-", dir=args.dir))
+    rows: list[tuple[str, str, str, str, str, str]] = []
+    try:
+        disk = disk_speed(base)
+        rows.append(("disk: sequential write + fsync", "1 MiB writes", "-", "-",
+                     f"{disk:,.0f}", "100 %"))  # fmt: skip
+        backends: list[tuple[str, Callable[[Path], tuple[Repository, Callable[[], None]]]]] = []
+
+        def sqlite(d: Path) -> tuple[Repository, Callable[[], None]]:
+            return SqliteRepository(d / "collector.sqlite"), lambda: None
+
+        backends.append(("SQLite (WAL, synchronous=FULL)", sqlite))
+        if not args.no_postgres:
+            from keystep.store.pg_admin import temporary_database
+            from keystep.store.postgres import PostgresRepository
+
+            def postgres(d: Path) -> tuple[Repository, Callable[[], None]]:
+                cm = temporary_database()
+                db = cm.__enter__()
+                return PostgresRepository(db.app_url, max_size=args.threads), lambda: cm.__exit__(
+                    None, None, None
+                )
+
+            backends.append(("PostgreSQL 127.0.0.1 (app role, RLS)", postgres))
+        for label, opener in backends:
+            for size in (16 * 1024, 256 * 1024):
+                d = base / f"{label.split()[0]}-{size}"
+                d.mkdir()
+                repo, cleanup = opener(d)
+                try:
+                    n, elapsed, mean = run_ingest(
+                        repo, FolderBlobStore(d / "blobs"), size, args.seconds, args.threads
+                    )
+                finally:
+                    repo.close()
+                    cleanup()
+                    shutil.rmtree(d, ignore_errors=True)
+                r = Result(label, mean, n, elapsed)
+                rows.append((
+                    label, f"{size // 1024} KB (mean {mean / 1024:.1f} KiB)", f"{n:,}",
+                    f"{r.per_s:,.0f}", f"{r.mb_s:,.0f}", f"{100 * r.mb_s / disk:.0f} %",
+                ))  # fmt: skip
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+    print(
+        f"ingest_batch in one process, {args.threads} threads, ~{args.seconds:g} s per cell,"
+        f" {os.cpu_count()} CPUs; blob fsync'd (file + dir) and row committed before each ack"
+    )
+    print()
+    header = ("store", "batch size", "batches", "batches/s", "MB/s", "of disk")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

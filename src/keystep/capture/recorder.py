@@ -1,0 +1,675 @@
+"""The recorder: sources → gate → typed text and frames → redaction → batcher → seal → outbox.
+
+Threads: pynput's two RECORD listeners and the screen ring only put raw input or pixels in
+memory; everything else runs on the calling (main) thread, which also receives SIGINT and
+SIGTERM. That thread ticks at least every 100 ms to re-read the pause, consent and
+exclusion files, check focus, and close batches that are due.
+
+Crash-loss bound: a ``kill -9`` loses at most the batch in assembly (``manifest.batching``:
+at most ``max_seconds`` of activity, default 15 s) plus any batch that could not yet be
+written (disk full); nothing that reached the outbox is lost, since ``Outbox.put`` commits
+with fsync before it returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import queue
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final
+
+from keystep.capture.batcher import Batcher
+from keystep.capture.frames import FrameEncoder, FrameRate, to_rgb
+from keystep.capture.gate import BLOCKED, NO_CONSENT, PAUSED, RECORDING, Gate, read_consent
+from keystep.capture.indicator import TrayIndicator
+from keystep.capture.redaction import Redaction
+from keystep.capture.ring import FrameRing
+from keystep.capture.sealer import FetchKey, Sealer, SealError, load_device_key, period_of
+from keystep.capture.sources.base import (
+    BUTTON_DOWN,
+    BUTTON_UP,
+    KEY_PRESS,
+    KEY_RELEASE,
+    MOVE,
+    SCROLL,
+    RawInput,
+    SourceError,
+    WindowInfo,
+)
+from keystep.capture.typing import TypingAssembler
+from keystep.home import Home, HomeError
+from keystep.model.batch import Monitor
+from keystep.model.events import (
+    GAP,
+    POINTER_DOWN,
+    POINTER_MOVE,
+    POINTER_SCROLL,
+    POINTER_UP,
+    SCREEN_FRAME,
+    TEXT_TYPED,
+    WINDOW_FOCUS,
+    Event,
+)
+from keystep.model.manifest import Manifest, ManifestError, load_manifest
+from keystep.outbox import Outbox, OutboxError
+
+STATUS_SCHEMA: Final = "keystep-recorder-status/1"
+TICK_S: Final = 0.1
+STATUS_EVERY_S: Final = 1.0
+SCROLL_BURST_S: Final = 0.5
+TITLE_RECHECK_S: Final = 0.1
+EXCLUDED: Final = "excluded"
+
+
+class RecorderError(RuntimeError):
+    """The recorder cannot start or must stop. One line, no recorded content."""
+
+
+def forget_request_file(home: Home) -> Path:
+    return home.state_dir / "forget.json"
+
+
+def write_status(path: Path, doc: dict[str, Any]) -> None:
+    """Atomic but not fsync'd: the status file is advisory and rewritten every second."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, sort_keys=True)
+    os.replace(tmp, path)
+
+
+@dataclass
+class _Counts:
+    events: int = 0
+    frames: int = 0
+    batches: int = 0
+    dropped_frames: int = 0
+
+
+@dataclass
+class _Window:
+    handle: int | None = None
+    info: WindowInfo | None = None
+    rid: int = 0
+    excluded: bool = False
+    checked: float = 0.0
+
+
+@dataclass
+class _Unsent:
+    content: Any
+    t0: float
+    t1: float
+    sealed: tuple[str, int, bytes] | None = None
+
+
+class Recorder:
+    """Use ``preflight()`` (raises RecorderError), then ``run()`` on the main thread."""
+
+    def __init__(
+        self,
+        home: Home,
+        *,
+        display: str | None = None,
+        duration: float | None = None,
+        fetch_key: FetchKey | None = None,
+        ring_hz: float = 4.0,
+    ) -> None:
+        self.home = home
+        self.display = display or os.environ.get("DISPLAY") or ""
+        self.duration = duration
+        self._fetch_key = fetch_key
+        self._ring_hz = ring_hz
+        self._stop = threading.Event()
+        self._q: queue.SimpleQueue[RawInput] = queue.SimpleQueue()
+        self._lock_fd: int | None = None
+        self.counts = _Counts()
+        self.errors: list[str] = []
+        self.indicator_status = "none: not started"
+        self._win = _Window()
+        self._rids: dict[int, int] = {}
+        self._infos: dict[int, WindowInfo] = {}
+        self._gap_start: float | None = None
+        self._clean_since = 0.0
+        self._last_move_t = 0.0
+        self._held_move: RawInput | None = None
+        self._dropped_buttons: set[str] = set()
+        self._last_scroll_t = 0.0
+        self._unsent: list[_Unsent] = []
+        self._forget_stamp: Any = None
+        self._forget_done: str | None = None
+        self._state = "starting"
+        self.started = time.time()
+        self.on_sealed: Callable[[str], None] | None = None
+
+    # -- start-up ----------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Everything that can fail before recording starts fails here, with one line."""
+        if not self.display:
+            raise RecorderError("no X display (pass --display :N or set DISPLAY)")
+        self._take_lock()
+        try:
+            cfg = self.home.read_config()
+        except HomeError as exc:
+            raise RecorderError(str(exc)) from exc
+        try:
+            self.manifest: Manifest = load_manifest(self.home.manifest_file.read_bytes())
+        except OSError as exc:
+            raise RecorderError(f"cannot read the manifest {self.home.manifest_file}") from exc
+        except ManifestError as exc:
+            raise RecorderError(f"the manifest in force is corrupt: {exc}") from exc
+        if not read_consent(self.home.consent_file, self.manifest):
+            raise RecorderError(
+                f"no consent to manifest v{self.manifest.version} "
+                "(see: keystep consent show; then keystep consent accept --yes)"
+            )
+        try:
+            device_key = load_device_key(self.home.device_key_file)
+            fetch = self._fetch_key or self._vault_fetcher(cfg)
+            self.sealer = Sealer(
+                device_id=str(cfg["device_id"]),
+                device_key=device_key,
+                pseudonym=str(cfg["pseudonym"]),
+                manifest=self.manifest,
+                keys_file=self.home.device_dir / "sealing_keys.json",
+                fetch_key=fetch,
+            )
+            self.sealer.key_for(period_of(time.time()))
+        except (SealError, KeyError) as exc:
+            raise RecorderError(f"cannot seal: {exc}") from exc
+        try:
+            self.outbox = Outbox(self.home.outbox_db)
+        except OutboxError as exc:
+            raise RecorderError(str(exc)) from exc
+        try:
+            self.redaction = Redaction(self.manifest)
+        except RuntimeError as exc:
+            raise RecorderError(str(exc)) from exc
+        self._check_display()
+        self.gate = Gate(self.home, self.manifest)
+        self.batcher = Batcher(self.manifest)
+        self.typing = TypingAssembler()
+        self.frame_rate = FrameRate(self.manifest.max_fps)
+        self.encoder = FrameEncoder()
+        self._move_period = 1.0 / max(self.manifest.pointer_rate_hz, 0.1)
+
+    def _take_lock(self) -> None:
+        try:
+            self.home.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.home.recorder_lock, os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError as exc:
+            raise RecorderError(f"cannot open {self.home.recorder_lock}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            other = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            raise RecorderError(
+                f"another recorder is already running on {self.home.root} (pid {other or '?'})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def _vault_fetcher(self, cfg: dict[str, Any]) -> FetchKey | None:
+        vault = cfg.get("vault") or {}
+        if vault.get("kind") != "local":
+            return None
+        path = Path(vault["path"])
+        pseudonym = str(cfg["pseudonym"])
+
+        def fetch(period: str) -> Any:
+            from keystep.vault import open_local_vault
+
+            v = open_local_vault(path)
+            try:
+                return v.sealing_key(pseudonym, period)
+            finally:
+                v.close()
+
+        return fetch
+
+    def _check_display(self) -> None:
+        from keystep.capture.sources.x11_window import X11MonitorSource, X11WindowSource
+
+        local = re.match(r"^:(\d+)(\.\d+)?$", self.display)
+        if local and not Path(f"/tmp/.X11-unix/X{local.group(1)}").exists():
+            # python-xlib would fall back to TCP and retry for many seconds.
+            raise RecorderError(
+                f"cannot open X display {self.display}: no X server is running there"
+            )
+        try:
+            self.windows = X11WindowSource(self.display)
+        except SourceError as exc:
+            raise RecorderError(str(exc)) from exc
+        d = self.windows._d
+        if not d.has_extension("RECORD"):
+            raise RecorderError(
+                f"the X server on {self.display} lacks the RECORD extension (needed to see input)"
+            )
+        self._monitor_source = X11MonitorSource(self.display)
+        self.monitors: list[Monitor] = self._monitor_source.monitors()
+
+    # -- run ---------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        from keystep.capture.sources.x11_input import X11InputSource
+        from keystep.capture.sources.x11_screen import X11ScreenSource
+
+        display = self.display
+        self.ring = FrameRing(lambda: X11ScreenSource(display), rate_hz=self._ring_hz)
+        self.inputs = X11InputSource(display)
+        self.indicator = TrayIndicator(display)
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            self._stop.set()
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            if SCREEN_FRAME in self.manifest.kinds:
+                self.ring.start()
+            try:
+                self.inputs.start(self._q.put)
+            except SourceError as exc:
+                raise RecorderError(str(exc)) from exc
+            self.indicator_status = self.indicator.start()
+            self._loop()
+        finally:
+            self.inputs.stop()
+            self._drain()
+            self._finish()
+            self.ring.stop()
+            self.indicator.stop()
+            for s, h in old.items():
+                signal.signal(s, h)
+        if self._unsent:
+            raise RecorderError(
+                f"{len(self._unsent)} batch(es) could not be written: {self.errors[-1]}"
+            )
+        return 0
+
+    def _loop(self) -> None:
+        end = self.started + self.duration if self.duration else None
+        next_tick = 0.0
+        next_status = 0.0
+        while not self._stop.is_set():
+            now = time.time()
+            if end is not None and now >= end:
+                break
+            if now >= next_tick:
+                self._tick(now)
+                next_tick = now + TICK_S
+            if now >= next_status:
+                self._write_status(now)
+                next_status = now + STATUS_EVERY_S
+            try:
+                raw = self._q.get(timeout=max(0.0, min(next_tick - time.time(), TICK_S)))
+            except queue.Empty:
+                continue
+            self._handle(raw)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                raw = self._q.get_nowait()
+            except queue.Empty:
+                return
+            self._handle(raw)
+
+    def _finish(self) -> None:
+        now = time.time()
+        self._emit_held_move(force=True)
+        for ev in self.typing.flush():
+            self._emit(ev)
+        self._close_gap(now)
+        self._seal(now)
+        self._retry_unsent()
+        self._state = "stopped"
+        self._write_status(now)
+        self.windows.close()
+        self.outbox.close()
+
+    # -- gating ------------------------------------------------------------------------
+
+    def _gate_state(self, t: float) -> str:
+        st = self.gate.state(t)
+        if st == RECORDING and self.gate.pause.paused and t >= self.gate.pause_since:
+            return PAUSED
+        return st
+
+    def _open_gap(self, t: float) -> None:
+        if self._gap_start is None:
+            self._gap_start = t
+            self._held_move = None
+            self._dropped_buttons.clear()
+            for ev in self.typing.flush():
+                self._emit(ev)
+            self.typing.drop()
+            self.ring.clear()
+
+    def _close_gap(self, t: float) -> None:
+        if self._gap_start is not None:
+            start, self._gap_start = self._gap_start, None
+            self._add(Event(start, GAP, {"t_end": t}))
+            self._clean_since = t
+
+    def _observe(self, now: float) -> bool:
+        """Check the focused window now; returns True when it may be recorded."""
+        handle = self.windows.focused()
+        w = self._win
+        if handle != w.handle or now - w.checked >= TITLE_RECHECK_S:
+            info = self.windows.describe(handle) if handle else None
+            changed = handle != w.handle or (
+                info is not None and (w.info is None or info.title != w.info.title)
+            )
+            w.checked = now
+            if changed:
+                for ev in self.typing.flush():
+                    self._emit(ev)
+                w.handle, w.info = handle, info
+                w.excluded = self.gate.excluded(info)
+                if w.excluded:
+                    self._open_gap(now)
+                else:
+                    self._close_gap(now)
+                    if info is not None:
+                        w.rid = self._rids.setdefault(info.handle, len(self._rids) + 1)
+                        self._infos[w.rid] = info
+                        self._focus_event(now, info)
+        if not w.excluded and self._gap_start is not None:
+            # Back from a pause or block: the gap ends with this observation.
+            self._close_gap(now)
+            if w.info is not None:
+                self._focus_event(now, w.info)
+        return not w.excluded
+
+    def _focus_event(self, now: float, info: WindowInfo) -> None:
+        if WINDOW_FOCUS not in self.manifest.kinds:
+            return
+        title, n = self.redaction.title(info.title)
+        data: dict[str, Any] = {"window": self._win.rid, "redactions": n}
+        if info.app is not None:
+            data["app"] = info.app
+        if title is not None:
+            data["title"] = title
+        if info.pid is not None:
+            data["pid"] = info.pid
+        if info.geometry is not None:
+            data["geometry"] = list(info.geometry)
+        self._attach_frame(now)
+        self._add(Event(now, WINDOW_FOCUS, data))
+
+    # -- the tick ----------------------------------------------------------------------
+
+    def _tick(self, now: float) -> None:
+        self.gate.refresh(now)
+        self._check_forget(now)
+        st = self._gate_state(now)
+        if st == NO_CONSENT:
+            # Nothing at all, not even a gap; what was recorded with consent is sealed now.
+            self._close_gap(now)
+            self._held_move = None
+            burst = self.typing.burst
+            if burst is not None and burst.t_last < self.gate.consent_changed:
+                for ev in self.typing.flush():
+                    self._emit(ev)
+            self.typing.drop()
+            self.ring.clear()
+            self._seal(now)
+            self._state = NO_CONSENT
+        elif st in (PAUSED, BLOCKED):
+            self._open_gap(self.gate.pause_since if st == PAUSED else now)
+            self._state = st
+        else:
+            allowed = self._observe(now)
+            self._state = RECORDING if allowed else EXCLUDED
+            self._emit_held_move()
+            for ev in self.typing.idle(now):
+                self._emit(ev)
+        self._retry_unsent()
+        if self.batcher.due(now):
+            self._seal(now)
+
+    # -- input -------------------------------------------------------------------------
+
+    def _handle(self, raw: RawInput) -> None:
+        st = self._gate_state(raw.t)
+        if st != RECORDING:
+            if st in (PAUSED, BLOCKED):
+                self._open_gap(raw.t)
+            return
+        if raw.kind == MOVE:
+            if self._win.excluded or self._gap_start is not None:
+                return
+            if raw.t - self._last_move_t >= self._move_period:
+                self._held_move = None
+                self._move(raw)
+            else:
+                self._held_move = raw
+            return
+        now = time.time()
+        if raw.kind in (BUTTON_DOWN, SCROLL) or (
+            raw.kind == KEY_PRESS and self.typing.starts_burst(raw, self._win.rid)
+        ):
+            if not self._observe(now):
+                if raw.kind == BUTTON_DOWN:
+                    self._dropped_buttons.add(raw.button)
+                return
+        elif self._win.excluded or self._gap_start is not None:
+            if raw.kind == BUTTON_DOWN:
+                self._dropped_buttons.add(raw.button)
+            return
+        if raw.kind == BUTTON_DOWN:
+            self._emit_held_move(force=True)
+            for ev in self.typing.flush():
+                self._emit(ev)
+            self._attach_frame(raw.t)
+            self._emit(Event(raw.t, POINTER_DOWN, {"x": raw.x, "y": raw.y, "button": raw.button}))
+        elif raw.kind == BUTTON_UP:
+            if raw.button in self._dropped_buttons:
+                self._dropped_buttons.discard(raw.button)
+                return
+            self._emit_held_move(force=True)
+            self._emit(Event(raw.t, POINTER_UP, {"x": raw.x, "y": raw.y, "button": raw.button}))
+        elif raw.kind == SCROLL:
+            self._emit_held_move(force=True)
+            for ev in self.typing.flush():
+                self._emit(ev)
+            if raw.t - self._last_scroll_t > SCROLL_BURST_S:
+                self._attach_frame(raw.t)
+            self._last_scroll_t = raw.t
+            self._emit(
+                Event(raw.t, POINTER_SCROLL, {"x": raw.x, "y": raw.y, "dx": raw.dx, "dy": raw.dy})
+            )
+        elif raw.kind == KEY_PRESS:
+            if self.typing.starts_burst(raw, self._win.rid):
+                self._attach_frame(raw.t)
+            for ev in self.typing.press(raw, self._win.rid):
+                self._emit(ev)
+        elif raw.kind == KEY_RELEASE:
+            for ev in self.typing.release(raw):
+                self._emit(ev)
+
+    def _move(self, raw: RawInput) -> None:
+        self._last_move_t = raw.t
+        self._emit(Event(raw.t, POINTER_MOVE, {"x": raw.x, "y": raw.y}))
+
+    def _emit_held_move(self, *, force: bool = False) -> None:
+        held = self._held_move
+        if held is not None and (force or time.time() - self._last_move_t >= self._move_period):
+            self._held_move = None
+            self._move(held)
+
+    # -- events, frames and batches ----------------------------------------------------
+
+    def _emit(self, ev: Event) -> None:
+        if ev.kind == TEXT_TYPED:
+            info = self._infos.get(int(ev.data.get("window", 0)))
+            text, n = self.redaction.text(
+                ev.data["text"],
+                app=info.app if info else None,
+                title=info.title if info else None,
+                field=ev.data.get("field"),
+            )
+            ev.data["text"] = text
+            ev.data["redactions"] = n
+        self._add(ev)
+
+    def _add(self, ev: Event) -> None:
+        if self.batcher.add(ev, time.time()):
+            self.counts.events += 1
+
+    def _attach_frame(self, t_action: float) -> None:
+        """Keep the last grab before ``t_action`` as this action's frame, if allowed."""
+        if not self.batcher.declares(SCREEN_FRAME) or not self.frame_rate.allows(t_action):
+            return
+        grab = self.ring.before(t_action)
+        if grab is None or grab.t < self._clean_since:
+            return
+        # Focus again right before keeping: it may have moved to an excluded window.
+        if not self._observe(time.time()):
+            return
+        blackout = [
+            w.geometry
+            for w in self.windows.visible()
+            if w.geometry is not None and self.gate.excluded(w)
+        ]
+        result = self.redaction.frame(
+            to_rgb(grab), window_key=str(self._win.rid), blackout=blackout
+        )
+        if result is None:
+            self.counts.dropped_frames += 1
+            return
+        image, n = result
+        if self.batcher.frames_full():
+            self._seal(time.time())
+        index = len(self.batcher.frames)
+        encoded = self.encoder.encode(image, index)
+        self.batcher.add_frame(encoded.image, time.time())
+        data = {"frame": index, **encoded.data, "window": self._win.rid, "redactions": n}
+        self._add(Event(max(grab.t, self._clean_since), SCREEN_FRAME, data))
+        self.frame_rate.kept(t_action)
+        self.counts.frames += 1
+
+    def _seal(self, now: float) -> None:
+        for ev in self.typing.flush():
+            self._emit(ev)
+        reopen = self._gap_start
+        if reopen is not None:
+            self._close_gap(now)
+        if not self.batcher.empty():
+            t0, t1 = self.batcher.span()
+            with contextlib.suppress(SourceError):
+                self.monitors = self._monitor_source.monitors()
+            content = self.batcher.take(
+                self.monitors, {"agent": "keystep", "platform": "x11", "codec": self.encoder.codec}
+            )
+            self.encoder.new_batch()
+            self._unsent.append(_Unsent(content, t0, t1))
+            self._retry_unsent()
+        if reopen is not None:
+            self._gap_start = now
+
+    def _retry_unsent(self) -> None:
+        while self._unsent:
+            item = self._unsent[0]
+            try:
+                if item.sealed is None:
+                    seq = self.outbox.reserve_seq()
+                    batch_id, env = self.sealer.seal(item.content, seq=seq, t_start=item.t0)
+                    item.sealed = (batch_id, seq, env)
+                    item.content = None
+                batch_id, seq, env = item.sealed
+                self.outbox.put(batch_id, seq, item.t0, item.t1, env)
+            except (SealError, OutboxError) as exc:
+                msg = str(exc)
+                if not self.errors or self.errors[-1] != msg:
+                    self.errors.append(msg)
+                return
+            self._unsent.pop(0)
+            self.counts.batches += 1
+            if self.on_sealed is not None:
+                self.on_sealed(batch_id)
+
+    # -- forget and status -------------------------------------------------------------
+
+    def _check_forget(self, now: float) -> None:
+        path = forget_request_file(self.home)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self._forget_stamp:
+            return
+        self._forget_stamp = stamp
+        try:
+            req = json.loads(path.read_bytes())
+            t0, t1, rid = float(req["t0"]), float(req["t1"]), str(req["id"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        if rid == self._forget_done:
+            return
+        # The batch in assembly is dropped whole, with the typing run and recent grabs.
+        self.typing.drop()
+        self.ring.clear()
+        self._held_move = None
+        self.batcher.drop()
+        self.encoder.new_batch()
+        self._unsent = [u for u in self._unsent if u.t1 < t0 or u.t0 > t1]
+        try:
+            self.outbox.forget(t0, t1)
+        except OutboxError as exc:
+            self.errors.append(str(exc))
+            return
+        self._clean_since = now
+        self._add(Event(t0, GAP, {"t_end": now}))
+        self._forget_done = rid
+        self._write_status(now)
+
+    def status(self, now: float) -> dict[str, Any]:
+        pause = self.gate.pause if hasattr(self, "gate") else None
+        return {
+            "schema": STATUS_SCHEMA,
+            "pid": os.getpid(),
+            "display": self.display,
+            "started": self.started,
+            "updated": now,
+            "state": self._state,
+            "paused_until": pause.until if pause is not None and pause.paused else None,
+            "blocked_by": self.gate.blocked_by() if hasattr(self, "gate") else [],
+            "indicator": self.indicator_status,
+            "counts": {
+                "events": self.counts.events,
+                "frames": self.counts.frames,
+                "batches": self.counts.batches,
+                "unsent": len(self._unsent),
+            },
+            "errors": self.errors[-3:],
+            "screen_error": getattr(getattr(self, "ring", None), "error", None),
+            "forget_done": self._forget_done,
+        }
+
+    def _write_status(self, now: float) -> None:
+        # A full disk must not stop recording; the status file is advisory.
+        with contextlib.suppress(OSError):
+            write_status(self.home.recorder_status, self.status(now))
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None

@@ -1,0 +1,92 @@
+"""The one place captured content meets the on-device redactor (keystep.redact).
+
+Everything typed, every window title and every kept frame passes through here before it is
+sealed. Without the redactor the recorder refuses to start; the only way around that is the
+test flag ``KEYSTEP_TEST_UNREDACTED=1``, which tests of the capture path itself use.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from keystep.model.manifest import Manifest
+
+TEST_FLAG: Final = "KEYSTEP_TEST_UNREDACTED"
+FRAME_BUDGET_S: Final = 1.5
+
+Image = npt.NDArray[np.uint8]
+
+
+class RedactionUnavailable(RuntimeError):
+    """The redactor cannot be loaded, so nothing may be recorded."""
+
+
+class Redaction:
+    """Adapter over ``keystep.redact.Redactor`` (or the explicit test pass-through)."""
+
+    def __init__(self, manifest: Manifest, *, passthrough: bool | None = None) -> None:
+        self.version = manifest.redaction_version
+        self.screen = bool(manifest.redaction.get("screen", True))
+        if passthrough is None:
+            passthrough = os.environ.get(TEST_FLAG) == "1"
+        self.passthrough = passthrough
+        self._redactor: Any = None
+        if passthrough:
+            return
+        try:
+            from keystep.redact import RedactionSettings, Redactor  # type: ignore[attr-defined]
+
+            settings = RedactionSettings.from_manifest_section(manifest.redaction)
+            self._redactor = Redactor(settings, episode_salt=os.urandom(16))
+        except Exception as exc:
+            raise RedactionUnavailable(
+                f"on-device redaction is unavailable ({type(exc).__name__}); refusing to record"
+            ) from exc
+
+    def text(
+        self, text: str, *, app: str | None, title: str | None, field: str | None
+    ) -> tuple[str, int]:
+        if self._redactor is None:
+            return text, 0
+        password = self._redactor.is_password_context(app=app, title=title, field=field)
+        out, n = self._redactor.redact_text(
+            text, app=app, title=title, field=field, password_field=password
+        )
+        return str(out), int(n)
+
+    def title(self, title: str | None) -> tuple[str | None, int]:
+        if self._redactor is None or not title:
+            return title, 0
+        out, n = self._redactor.redact_title(title)
+        return str(out), int(n)
+
+    def frame(
+        self,
+        image: Image,
+        *,
+        window_key: str,
+        blackout: list[tuple[int, int, int, int]],
+    ) -> tuple[Image, int] | None:
+        """The redacted image and its count, or None: drop the frame, keep nothing of it."""
+        n = 0
+        for x, y, w, h in blackout:
+            # Excluded windows are filled here as well, whatever the redactor does.
+            image[max(y, 0) : max(y + h, 0), max(x, 0) : max(x + w, 0)] = 0
+            n += 1
+        if self._redactor is None or not self.screen:
+            return image, n
+        result = self._redactor.redact_frame(
+            image,
+            window_key=window_key,
+            blackout=blackout,
+            deadline=time.monotonic() + FRAME_BUDGET_S,
+        )
+        if result is None:
+            return None
+        out, m = result
+        return np.asarray(out, dtype=np.uint8), n + int(m)

@@ -1,0 +1,1 @@
+"""Platform capture sources behind small interfaces (X11 first)."""

@@ -1,0 +1,116 @@
+"""The interfaces every platform's capture sources implement (X11 today; others later)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from keystep.model.batch import Monitor
+
+# Raw input kinds a source reports; the pipeline turns them into model events.
+MOVE: Final = "move"
+BUTTON_DOWN: Final = "down"
+BUTTON_UP: Final = "up"
+SCROLL: Final = "scroll"
+KEY_PRESS: Final = "key_press"
+KEY_RELEASE: Final = "key_release"
+
+
+class SourceError(RuntimeError):
+    """A source cannot start (no display, a missing extension, ...). One line, no content."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawInput:
+    """One input as a source saw it, stamped with the wall clock when it arrived.
+
+    For keys: ``keycode`` is the hardware code (press and release pair by it, because shift
+    changes the character), ``name`` the key's name when it is not printable, ``char`` the
+    character it produces when printable, ``base`` the unshifted character (for hotkeys).
+    """
+
+    t: float
+    kind: str
+    x: int = 0
+    y: int = 0
+    button: str = ""
+    dx: int = 0
+    dy: int = 0
+    keycode: int = 0
+    name: str | None = None
+    char: str | None = None
+    base: str | None = None
+
+
+InputSink = Callable[[RawInput], None]
+
+
+class InputSource(ABC):
+    """Pointer and keyboard. ``start`` delivers every input to ``sink`` from its own threads."""
+
+    @abstractmethod
+    def start(self, sink: InputSink) -> None: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Grab:
+    """A raw screenshot of the virtual screen, in memory only. ``t`` is when it completed."""
+
+    t: float
+    x: int
+    y: int
+    w: int
+    h: int
+    bgra: bytes
+
+
+class ScreenSource(ABC):
+    """Screenshots of the whole virtual screen (all monitors)."""
+
+    @abstractmethod
+    def grab(self) -> Grab: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WindowInfo:
+    """A top-level window. ``handle`` is the platform's id; never serialised as such."""
+
+    handle: int
+    app: str | None
+    title: str | None
+    pid: int | None
+    geometry: tuple[int, int, int, int] | None
+
+
+class WindowSource(ABC):
+    """The focused window, and the windows visible on screen (to black out excluded ones)."""
+
+    @abstractmethod
+    def focused(self) -> int | None:
+        """The focused top-level window's handle: one cheap query, called often."""
+
+    @abstractmethod
+    def describe(self, handle: int) -> WindowInfo | None:
+        """App class, title, pid and geometry (None when the window is gone)."""
+
+    @abstractmethod
+    def visible(self) -> list[WindowInfo]:
+        """Mapped top-level windows, bottom to top."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class MonitorSource(ABC):
+    """The monitor layout in virtual-screen coordinates."""
+
+    @abstractmethod
+    def monitors(self) -> list[Monitor]: ...

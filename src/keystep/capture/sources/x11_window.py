@@ -1,0 +1,160 @@
+"""The focused window and the monitor layout on X11 with python-xlib (EWMH, RandR/Xinerama)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import Xlib.display
+import Xlib.error
+import Xlib.X
+import Xlib.Xatom
+
+from keystep.capture.sources.base import MonitorSource, SourceError, WindowInfo, WindowSource
+from keystep.model.batch import Monitor
+
+_MAX_TITLE = 512
+
+
+def open_display(name: str) -> Xlib.display.Display:
+    try:
+        return Xlib.display.Display(name)
+    except Exception as exc:
+        raise SourceError(f"cannot open X display {name}: {exc}") from exc
+
+
+class X11WindowSource(WindowSource):
+    """One X connection, used by one thread only (python-xlib connections are not shared)."""
+
+    def __init__(self, display: str) -> None:
+        self._d = open_display(display)
+        self._root = self._d.screen().root
+        atom = self._d.intern_atom
+        self._active = atom("_NET_ACTIVE_WINDOW")
+        self._stacking = atom("_NET_CLIENT_LIST_STACKING")
+        self._wm_name = atom("_NET_WM_NAME")
+        self._wm_pid = atom("_NET_WM_PID")
+        self._utf8 = atom("UTF8_STRING")
+        self._check = atom("_NET_SUPPORTING_WM_CHECK")
+
+    def has_window_manager(self) -> bool:
+        prop = self._root.get_full_property(self._check, Xlib.X.AnyPropertyType)
+        return bool(prop and prop.value)
+
+    def focused(self) -> int | None:
+        prop = self._root.get_full_property(self._active, Xlib.Xatom.WINDOW)
+        if prop is not None and len(prop.value):
+            wid = int(prop.value[0])
+            return wid or None
+        # No EWMH window manager: the window under the pointer stands in for focus.
+        child = self._root.query_pointer().child
+        if not child:
+            return None
+        return self._client_of(child)
+
+    def _client_of(self, window: Any, depth: int = 0) -> int | None:
+        """The descendant that carries WM_CLASS (the app's own window, not a frame)."""
+        try:
+            if window.get_wm_class() is not None:
+                return int(window.id)
+            if depth >= 2:
+                return None
+            for child in reversed(window.query_tree().children):
+                found = self._client_of(child, depth + 1)
+                if found:
+                    return found
+        except Xlib.error.XError:
+            return None
+        return None
+
+    def describe(self, handle: int) -> WindowInfo | None:
+        w = self._d.create_resource_object("window", handle)
+        try:
+            cls = w.get_wm_class()
+            title = self._title(w)
+            pid_prop = w.get_full_property(self._wm_pid, Xlib.Xatom.CARDINAL)
+            g = w.get_geometry()
+            pos = w.translate_coords(self._root, 0, 0)
+        except (Xlib.error.XError, AttributeError):
+            return None
+        pid = int(pid_prop.value[0]) if pid_prop is not None and len(pid_prop.value) else None
+        # translate_coords from the window to root returns minus the window's root position.
+        geometry = (-int(pos.x), -int(pos.y), int(g.width), int(g.height))
+        app = cls[1] if cls else None
+        return WindowInfo(handle=handle, app=app, title=title, pid=pid, geometry=geometry)
+
+    def _title(self, w: Any) -> str | None:
+        prop = w.get_full_property(self._wm_name, self._utf8)
+        if prop is not None and prop.value:
+            raw = prop.value
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            return text[:_MAX_TITLE]
+        name = w.get_wm_name()
+        if isinstance(name, bytes):
+            name = name.decode("latin-1")
+        return str(name)[:_MAX_TITLE] if name else None
+
+    def visible(self) -> list[WindowInfo]:
+        prop = self._root.get_full_property(self._stacking, Xlib.Xatom.WINDOW)
+        if prop is not None and len(prop.value):
+            handles = [int(v) for v in prop.value]
+        else:
+            handles = []
+            for child in self._root.query_tree().children:
+                try:
+                    if child.get_attributes().map_state != Xlib.X.IsViewable:
+                        continue
+                except Xlib.error.XError:
+                    continue
+                client = self._client_of(child)
+                if client:
+                    handles.append(client)
+        out = []
+        for h in handles:
+            info = self.describe(h)
+            if info is not None:
+                out.append(info)
+        return out
+
+    def close(self) -> None:
+        self._d.close()
+
+
+class X11MonitorSource(MonitorSource):
+    def __init__(self, display: str) -> None:
+        self._name = display
+
+    def monitors(self) -> list[Monitor]:
+        d = open_display(self._name)
+        try:
+            root = d.screen().root
+            found: list[Monitor] = []
+            if d.has_extension("RANDR"):
+                try:
+                    reply = root.xrandr_get_monitors(is_active=True)
+                    found = [
+                        Monitor(
+                            int(m.x),
+                            int(m.y),
+                            int(m.width_in_pixels),
+                            int(m.height_in_pixels),
+                            bool(m.primary),
+                        )
+                        for m in reply.monitors
+                    ]
+                except (Xlib.error.XError, AttributeError):
+                    found = []
+            if not found and d.has_extension("XINERAMA"):
+                try:
+                    screens = d.xinerama_query_screens().screens
+                    found = [
+                        Monitor(int(s.x), int(s.y), int(s.width), int(s.height), i == 0)
+                        for i, s in enumerate(screens)
+                    ]
+                except (Xlib.error.XError, AttributeError):
+                    found = []
+            if not found:
+                s = d.screen()
+                found = [Monitor(0, 0, int(s.width_in_pixels), int(s.height_in_pixels), True)]
+            return found
+        finally:
+            d.close()

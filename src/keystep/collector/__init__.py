@@ -1,0 +1,1 @@
+"""The collector: ingest, enrollment, leases and fleet control behind the HTTP layer."""

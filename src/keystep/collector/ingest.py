@@ -1,0 +1,199 @@
+"""Batch ingest: check a sealed envelope against its device, consent and manifest, then store it.
+
+The order is fixed: every check runs before the first byte is stored, so a rejected batch
+leaves nothing behind; then the blob is made durable, then the metadata row is committed,
+and only then is the acknowledgement returned — an ack never precedes durability. The
+collector cannot read the batch (it is sealed to the vault); it checks what the clear header
+claims and the device signature that binds the header to the device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, NoReturn
+
+from keystep.audit.events import AuditEvent, BatchConflictEvent
+from keystep.model.manifest import Manifest
+from keystep.seal.envelope import BatchHeader, EnvelopeError, parse_envelope, verify_signature
+from keystep.store.base import BatchRecord, Conflict, DeviceRecord, Repository, Scope
+from keystep.store.blobs import BlobStore
+
+MAX_BATCH_BYTES: Final = 32 * 1024 * 1024
+# The header carries only the hour a batch started, so a device clock that is hours off is
+# accepted (its batches simply land in another hour); a start in the future is not.
+FUTURE_TOLERANCE: Final = timedelta(hours=1)
+BLOB_LAYOUT: Final = "v1"
+_SAFE: Final = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
+
+ManifestLookup = Callable[[int], Manifest | None]
+Audit = Callable[[AuditEvent], Any]
+
+
+class IngestRejected(Exception):
+    """A batch refused with an HTTP status and a reason the device (and its owner) can read."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class BatchConflict(IngestRejected):
+    """Different bytes under a batch id, or under a device's seq, already stored (HTTP 409)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, 409)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """What the device keeps as proof of durable receipt; a retry gets the same one."""
+
+    batch_id: str
+    sha256: str
+    received_at: datetime
+    duplicate: bool = False
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "batch_id": self.batch_id,
+            "sha256": self.sha256,
+            "received_at": self.received_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        }
+
+
+def blob_key(header: BatchHeader, sha256: str) -> str:
+    """Content-derived, so a conflicting upload can never overwrite a stored blob."""
+    who = header.contributor
+    if not _SAFE.match(who):
+        who = "h" + hashlib.sha256(who.encode()).hexdigest()[:32]
+    return f"{BLOB_LAYOUT}/{header.period}/{who}/{header.batch_id}-{sha256[:32]}"
+
+
+def ingest_batch(
+    repo: Repository,
+    blobs: BlobStore,
+    envelope: bytes,
+    *,
+    device_id: str,
+    manifest_lookup: ManifestLookup,
+    audit: Audit,
+    now: datetime,
+    max_bytes: int = MAX_BATCH_BYTES,
+) -> Ack:
+    """Store one envelope uploaded by the authenticated device ``device_id``.
+
+    Raises :class:`IngestRejected` (with an HTTP status) for every refusal, and its subclass
+    :class:`BatchConflict` (409, audited) for a replay with different bytes.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if len(envelope) > max_bytes:
+        raise IngestRejected(f"batch is {len(envelope)} bytes; the limit is {max_bytes}", 413)
+    try:
+        env = parse_envelope(envelope)
+    except EnvelopeError as exc:
+        raise IngestRejected(f"not a valid v1 envelope: {exc}", 400) from exc
+    h = env.header
+    device = _check_device(repo, device_id, h)
+    try:
+        verify_signature(env, device.public_key)
+    except EnvelopeError as exc:
+        raise IngestRejected("the device signature does not verify", 403) from exc
+    if h.contributor != device.contributor:
+        raise IngestRejected("the batch is sealed for another contributor than its device's", 403)
+    scope = Scope.of_contributor(device.contributor)
+    _check_consent(repo, manifest_lookup, h, scope)
+    _check_hour(h.t_hour, now)
+
+    digest = hashlib.sha256(envelope).hexdigest()
+    record = BatchRecord(
+        batch_id=h.batch_id,
+        device=h.device,
+        seq=h.seq,
+        contributor=h.contributor,
+        period=h.period,
+        t_hour=h.t_hour,
+        manifest_version=h.manifest_version,
+        redaction_version=h.redaction_version,
+        kinds=h.kinds,
+        key_id=h.key_id,
+        sha256=digest,
+        size=len(envelope),
+        blob_key=blob_key(h, digest),
+        received_at=now.astimezone(UTC),
+    )
+    # The blob key derives from the bytes: a retry rewrites nothing, and a conflicting upload
+    # lands beside the stored blob, never over it — so storing before the row check is safe.
+    blobs.put(record.blob_key, envelope)
+    try:
+        stored = repo.add_batch(record, scope=scope)
+    except Conflict as exc:
+        blobs.delete(record.blob_key)  # ours was never acknowledged: leave nothing behind
+        _conflict(audit, h, device, now, exc.reason)
+    return _ack(stored, duplicate=stored is not record)
+
+
+def _ack(r: BatchRecord, *, duplicate: bool) -> Ack:
+    return Ack(batch_id=r.batch_id, sha256=r.sha256, received_at=r.received_at, duplicate=duplicate)
+
+
+def _check_device(repo: Repository, device_id: str, h: BatchHeader) -> DeviceRecord:
+    device = repo.get_device(device_id, scope=Scope.collector())
+    if device is None:
+        raise IngestRejected("the device is not enrolled", 403)
+    if device.revoked:
+        raise IngestRejected("the device's enrollment is revoked", 403)
+    if h.device != device_id:
+        raise IngestRejected("the batch names another device than the one uploading it", 403)
+    return device
+
+
+def _check_consent(repo: Repository, lookup: ManifestLookup, h: BatchHeader, scope: Scope) -> None:
+    consent = repo.active_consent(h.contributor, h.manifest_version, scope=scope)
+    if consent is None:
+        raise IngestRejected(
+            f"the contributor has no active consent to manifest v{h.manifest_version}", 403
+        )
+    manifest = lookup(h.manifest_version)
+    if manifest is None:
+        raise IngestRejected(f"manifest v{h.manifest_version} is not published here", 422)
+    if consent.manifest_digest != manifest.digest:
+        raise IngestRejected(
+            f"the consent was given to other text than manifest v{h.manifest_version}", 403
+        )
+    extra = sorted(set(h.kinds) - set(manifest.kinds))
+    if extra:
+        raise IngestRejected(
+            f"kinds {extra} are not in manifest v{h.manifest_version}, the one consented to", 422
+        )
+
+
+def _check_hour(t_hour: str, now: datetime) -> None:
+    hour = datetime.strptime(t_hour, "%Y-%m-%dT%H:00:00Z").replace(tzinfo=UTC)
+    if hour > now + FUTURE_TOLERANCE:
+        raise IngestRejected(
+            f"the batch starts at {t_hour}, more than an hour after the collector's clock", 422
+        )
+
+
+def _conflict(
+    audit: Audit, h: BatchHeader, device: DeviceRecord, now: datetime, reason: str
+) -> NoReturn:
+    # Audited before the 409 goes out: a replay with other bytes is a forgery attempt or a bug.
+    audit(
+        BatchConflictEvent(
+            t=now,
+            principal=device.device_id,
+            role="contributor",
+            justification=reason,
+            contributor=device.contributor,
+            batch_id=h.batch_id,
+            device=h.device,
+        )
+    )
+    raise BatchConflict(reason)

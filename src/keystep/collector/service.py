@@ -1,0 +1,725 @@
+"""The collector's operations as plain functions: the HTTP routes validate and call these.
+
+Every function takes the :class:`Collector` (the process's open stores) and the
+authenticated :class:`Caller`, checks the caller may do it, does it, and audits it when it
+changes policy or touches someone's data. Refusals raise :class:`ServiceError` carrying
+the HTTP status and a reason the caller can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from keystep.audit.events import (
+    AuditEvent,
+    ConsentGivenEvent,
+    ConsentWithdrawnEvent,
+    ContributorErasedEvent,
+    DeviceRegisteredEvent,
+    KillSwitchPulledEvent,
+    KillSwitchReleasedEvent,
+    UploadRefusedEvent,
+)
+from keystep.collector.credentials import (
+    DEVICE_PREFIX,
+    Caller,
+    ContributorTokens,
+    CredentialError,
+    StaffTokens,
+    hash_matches,
+    new_device_credential,
+    sha256_hex,
+    split_device_credential,
+)
+from keystep.collector.fleet import FleetBus, Notice
+from keystep.collector.leases import LeaseSigner
+from keystep.model.manifest import Manifest, ManifestError, load_manifest
+from keystep.policy.model import Principal
+from keystep.store.base import (
+    BatchRecord,
+    ConsentRecord,
+    DeviceRecord,
+    EnrollmentCode,
+    EnrollmentCodeInvalid,
+    FleetState,
+    ManifestRecord,
+    Repository,
+    Scope,
+)
+from keystep.store.blobs import BlobStore
+
+DEFAULT_MAX_BATCH: Final = 64 * 1024 * 1024
+ENVELOPE_TYPE: Final = "application/octet-stream"
+CODE_TTL: Final = timedelta(hours=72)
+RECHECK_SECONDS: Final = 60.0
+PURPOSE_OWN: Final = "contributor-access"
+
+
+class ServiceError(Exception):
+    """A refusal: ``status`` is the HTTP status, ``reason`` says why in one line."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass
+class Collector:
+    """What one collector process holds open. ``vault`` may be absent (then enrollment,
+    export, feed and erase answer 503)."""
+
+    repo: Repository
+    blobs: BlobStore
+    fleet: FleetBus
+    signer: LeaseSigner
+    contributor_tokens: ContributorTokens
+    staff: StaffTokens
+    vault: Any = None
+    lease_ttl: float = 30.0
+    max_batch_bytes: int = DEFAULT_MAX_BATCH
+    metrics: Any = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def audit(self, event: AuditEvent) -> None:
+        if self.vault is None:
+            raise ServiceError(503, "no vault is configured, so nothing auditable can happen")
+        self.vault.record(event)
+
+    def count(self, name: str, **labels: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count(name, **labels)
+
+
+# -- authentication -------------------------------------------------------------------------
+
+
+def authenticate(c: Collector, authorization: str | None) -> Caller:
+    """Resolve ``Authorization: Bearer ...`` to a caller, or raise 401."""
+    if not authorization:
+        raise ServiceError(401, "missing Authorization: Bearer credential")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ServiceError(401, "Authorization must be 'Bearer <credential>'")
+    try:
+        if token.startswith(DEVICE_PREFIX + "."):
+            return _device_caller(c, token)
+        if token.startswith("ksc."):
+            t = c.contributor_tokens.check(token)
+            dev = c.repo.get_device(t.device_id, scope=Scope.collector())
+            if dev is None or dev.revoked or dev.contributor != t.pseudonym:
+                raise ServiceError(401, "contributor token belongs to a revoked device")
+            return Caller(
+                kind="contributor",
+                name=t.contributor_id or t.pseudonym,
+                role="contributor",
+                pseudonym=t.pseudonym,
+                device_id=t.device_id,
+            )
+        return c.staff.check(token)
+    except CredentialError as exc:
+        c.count("auth_failures", reason="bad-credential")
+        raise ServiceError(401, str(exc)) from exc
+
+
+def _device_caller(c: Collector, token: str) -> Caller:
+    device_id, digest = split_device_credential(token)
+    dev = c.repo.get_device(device_id, scope=Scope.collector())
+    if dev is None or not hash_matches(dev.credential_hash, digest):
+        raise CredentialError("unknown device credential")
+    if dev.revoked:
+        c.count("auth_failures", reason="revoked")
+        if c.vault is not None:
+            c.audit(
+                UploadRefusedEvent(
+                    t=c.clock(),
+                    principal=device_id,
+                    role="contributor",
+                    contributor=dev.contributor,
+                    justification="revoked device credential",
+                    device=device_id,
+                    status=403,
+                )
+            )
+        raise ServiceError(403, f"device {device_id} has been revoked")
+    return Caller(
+        kind="device", name=device_id, role="device", pseudonym=dev.contributor, device_id=device_id
+    )
+
+
+def require(caller: Caller, *roles: str) -> None:
+    if caller.role not in roles:
+        raise ServiceError(403, f"this needs the role {' or '.join(roles)}, not {caller.role}")
+
+
+def _principal(caller: Caller) -> Principal:
+    """The caller as the vault sees it: a contributor by the id the vault knows them by."""
+    if caller.role in ("contributor", "device"):
+        if caller.name == caller.pseudonym:
+            raise ServiceError(
+                403,
+                "this device was enrolled without the contributor id; the vault opens data "
+                "only for the person it belongs to (enroll again with contributor_id)",
+            )
+        return Principal(name=caller.name, role="contributor", pseudonym=caller.pseudonym)
+    return Principal(name=caller.name, role=caller.role)
+
+
+# -- enrollment -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    device_id: str
+    credential: str
+    contributor_token: str
+    pseudonym: str
+    lease_public_key: bytes
+    sealing_keys: list[dict[str, Any]]
+    manifest_version: int | None
+
+
+def _need_vault(c: Collector) -> Any:
+    if c.vault is None:
+        raise ServiceError(503, "no vault is configured on this collector")
+    return c.vault
+
+
+def create_enrollment_code(
+    c: Collector, *, caller: Caller, contributor_id: str, ttl: timedelta = CODE_TTL
+) -> tuple[str, datetime, str]:
+    """A steward asks for a one-time code for a contributor; returns (code, expiry, pseudonym)."""
+    require(caller, "steward")
+    vault = _need_vault(c)
+    pseudonym: str = vault.enroll_contributor(contributor_id)
+    # Grouped base32 so a person can read it out; 100 bits of entropy.
+    raw = secrets.token_bytes(13)
+    import base64
+
+    text = base64.b32encode(raw).decode("ascii").rstrip("=")[:20]
+    code = "-".join(text[i : i + 5] for i in range(0, 20, 5))
+    now = c.clock()
+    c.repo.add_enrollment_code(
+        EnrollmentCode(
+            code_hash=sha256_hex(code), contributor=pseudonym, created_at=now, expires_at=now + ttl
+        ),
+        scope=Scope.steward(),
+    )
+    return code, now + ttl, pseudonym
+
+
+def enroll_device(
+    c: Collector, *, code: str, public_key: bytes, contributor_id: str | None = None
+) -> Enrollment:
+    """Redeem a one-time code for a device credential (the code is the authentication).
+
+    ``contributor_id``, when the person gives it, must be the one the code was issued for;
+    it goes into their contributor token so the vault can recognise them later (export,
+    feed, erase). A wrong one burns the code.
+    """
+    if len(public_key) != 32:
+        raise ServiceError(422, "public_key must be a raw 32-byte Ed25519 key")
+    vault = _need_vault(c)
+    now = c.clock()
+    try:
+        ec = c.repo.redeem_enrollment_code(
+            sha256_hex(code.strip().upper()), now=now, scope=Scope.collector()
+        )
+    except EnrollmentCodeInvalid as exc:
+        c.count("auth_failures", reason="enrollment-code")
+        raise ServiceError(403, "enrollment code is unknown, expired or already used") from exc
+    if contributor_id is not None and vault.pseudonym(contributor_id) != ec.contributor:
+        c.count("auth_failures", reason="enrollment-code")
+        raise ServiceError(403, "the enrollment code was issued for another contributor")
+    device_id = "d_" + uuid.uuid4().hex[:16]
+    credential, digest = new_device_credential(device_id)
+    c.repo.add_device(
+        DeviceRecord(
+            device_id=device_id,
+            contributor=ec.contributor,
+            public_key=public_key,
+            credential_hash=digest,
+            enrolled_at=now,
+        ),
+        scope=Scope.collector(),
+    )
+    vault.register_device(device_id, public_key, pseudonym=ec.contributor)
+    keys = []
+    for period in (_period(now), _period(now + timedelta(days=32))):
+        k = vault.sealing_key(ec.contributor, period)
+        keys.append(
+            {
+                "key_id": k.key_id,
+                "public_key": k.public_key,
+                "pseudonym": k.pseudonym,
+                "period": k.period,
+            }
+        )
+    c.audit(
+        DeviceRegisteredEvent(
+            t=now,
+            principal=device_id,
+            role="contributor",
+            contributor=ec.contributor,
+            device=device_id,
+        )
+    )
+    c.count("enrollments")
+    latest = c.repo.latest_manifest()
+    return Enrollment(
+        device_id=device_id,
+        credential=credential,
+        contributor_token=c.contributor_tokens.issue(
+            pseudonym=ec.contributor, device_id=device_id, contributor_id=contributor_id
+        ),
+        pseudonym=ec.contributor,
+        lease_public_key=c.signer.public_key,
+        sealing_keys=keys,
+        manifest_version=latest.version if latest else None,
+    )
+
+
+def sealing_keys(c: Collector, *, caller: Caller, period: str) -> dict[str, Any]:
+    """A device asks for the public key of a period (e.g. the next month's)."""
+    require(caller, "device")
+    vault = _need_vault(c)
+    try:
+        k = vault.sealing_key(caller.pseudonym, period)
+    except Exception as exc:
+        raise ServiceError(409, f"no sealing key for period {period}: {exc}") from exc
+    return {
+        "key_id": k.key_id,
+        "public_key": k.public_key,
+        "pseudonym": k.pseudonym,
+        "period": k.period,
+    }
+
+
+async def revoke_device(c: Collector, *, caller: Caller, device_id: str) -> None:
+    """Its credential and contributor token stop working; a connected agent stops now."""
+    require(caller, "steward")
+    if not c.repo.revoke_device(device_id, at=c.clock(), scope=Scope.steward()):
+        raise ServiceError(404, f"no device {device_id}")
+    await c.fleet.publish(Notice("device-revoked", device_id))
+
+
+def _period(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m")
+
+
+# -- manifests and consent ------------------------------------------------------------------
+
+
+def ensure_manifest(c: Collector, manifest: Manifest) -> None:
+    """Publish ``manifest`` at start-up when the repository has none."""
+    if c.repo.latest_manifest() is None:
+        c.repo.publish_manifest(
+            ManifestRecord(
+                version=manifest.version,
+                yaml_text=manifest.to_yaml(),
+                digest=manifest.digest,
+                published_at=c.clock(),
+            ),
+            scope=Scope.steward(),
+        )
+
+
+def current_manifest(c: Collector, *, version: int | None = None) -> ManifestRecord:
+    rec = c.repo.latest_manifest() if version is None else c.repo.get_manifest(version)
+    if rec is None:
+        raise ServiceError(404, "no such manifest version" if version else "no manifest published")
+    return rec
+
+
+def manifest_lookup(c: Collector) -> Callable[[int], Manifest | None]:
+    cache: dict[int, Manifest | None] = {}
+
+    def lookup(version: int) -> Manifest | None:
+        if version not in cache:
+            rec = c.repo.get_manifest(version)
+            cache[version] = load_manifest(rec.yaml_text) if rec else None
+        return cache[version]
+
+    return lookup
+
+
+async def publish_manifest(c: Collector, *, caller: Caller, yaml_text: str) -> ManifestRecord:
+    require(caller, "steward")
+    try:
+        m = load_manifest(yaml_text)
+    except ManifestError as exc:
+        raise ServiceError(422, str(exc)) from exc
+    latest = c.repo.latest_manifest()
+    if latest is not None and m.version <= latest.version:
+        raise ServiceError(409, f"manifest version must exceed {latest.version}")
+    rec = ManifestRecord(
+        version=m.version, yaml_text=m.to_yaml(), digest=m.digest, published_at=c.clock()
+    )
+    c.repo.publish_manifest(rec, scope=Scope.steward())
+    await c.fleet.publish(Notice("manifest", str(m.version)))
+    return rec
+
+
+def consent_state(c: Collector, *, caller: Caller) -> list[ConsentRecord]:
+    require(caller, "contributor", "device")
+    assert caller.pseudonym is not None
+    return c.repo.consents(caller.pseudonym, scope=Scope.of_contributor(caller.pseudonym))
+
+
+def give_consent(
+    c: Collector, *, caller: Caller, manifest_version: int, manifest_digest: str
+) -> ConsentRecord:
+    require(caller, "contributor", "device")
+    assert caller.pseudonym is not None
+    rec = c.repo.get_manifest(manifest_version)
+    if rec is None:
+        raise ServiceError(404, f"no manifest version {manifest_version}")
+    if rec.digest != manifest_digest:
+        raise ServiceError(409, "the digest is not that of the published manifest text")
+    now = c.clock()
+    c.audit(
+        ConsentGivenEvent(
+            t=now,
+            principal=caller.name,
+            role="contributor",
+            contributor=caller.pseudonym,
+            manifest_version=manifest_version,
+            manifest_digest=manifest_digest,
+        )
+    )
+    consent = ConsentRecord(
+        contributor=caller.pseudonym,
+        manifest_version=manifest_version,
+        manifest_digest=manifest_digest,
+        given_at=now,
+    )
+    c.repo.record_consent(consent, scope=Scope.of_contributor(caller.pseudonym))
+    return consent
+
+
+async def withdraw_consent(c: Collector, *, caller: Caller) -> int:
+    """Takes effect at once: every device of the contributor is told, leases stop."""
+    require(caller, "contributor", "device")
+    assert caller.pseudonym is not None
+    now = c.clock()
+    n = c.repo.withdraw_consent(
+        caller.pseudonym, at=now, scope=Scope.of_contributor(caller.pseudonym)
+    )
+    await c.fleet.publish(Notice("consent-withdrawn", caller.pseudonym))
+    latest = c.repo.latest_manifest()
+    c.audit(
+        ConsentWithdrawnEvent(
+            t=now,
+            principal=caller.name,
+            role="contributor",
+            contributor=caller.pseudonym,
+            manifest_version=latest.version if latest else 0,
+        )
+    )
+    return n
+
+
+# -- batches --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ack:
+    batch_id: str
+    sha256: str
+    size: int
+    duplicate: bool
+
+
+def upload_batch(c: Collector, *, caller: Caller, body: bytes) -> Ack:
+    """Store one sealed envelope for the calling device (idempotent by batch id + digest)."""
+    from keystep.collector.ingest import IngestRejected, ingest_batch
+
+    require(caller, "device")
+    assert caller.device_id is not None
+    if len(body) > c.max_batch_bytes:
+        raise ServiceError(413, f"batch exceeds {c.max_batch_bytes} bytes")
+    try:
+        ack = ingest_batch(
+            c.repo,
+            c.blobs,
+            body,
+            device_id=caller.device_id,
+            manifest_lookup=manifest_lookup(c),
+            audit=c.audit,
+            now=c.clock(),
+            max_bytes=c.max_batch_bytes,
+        )
+    except IngestRejected as exc:
+        c.count("batches_rejected", reason=_reason_label(exc.status))
+        if exc.status == 403 and "consent" not in exc.reason:
+            # Someone tried to put a batch in another's name, or a forged one: on record.
+            c.audit(
+                UploadRefusedEvent(
+                    t=c.clock(),
+                    principal=caller.device_id,
+                    role="contributor",
+                    contributor=caller.pseudonym,
+                    justification=exc.reason,
+                    device=caller.device_id,
+                    status=exc.status,
+                )
+            )
+        raise ServiceError(exc.status, exc.reason) from exc
+    c.count("batches_accepted")
+    c.count("bytes_accepted", n=str(len(body)))
+    return Ack(batch_id=ack.batch_id, sha256=ack.sha256, size=len(body), duplicate=ack.duplicate)
+
+
+def _reason_label(status: int) -> str:
+    """A small fixed set: metrics never carry anything that could name a device."""
+    return {
+        400: "invalid",
+        401: "unauthenticated",
+        403: "forbidden",
+        409: "conflict",
+        413: "too-large",
+        415: "content-type",
+        422: "invalid",
+    }.get(status, "other")
+
+
+# -- the contributor's own data -------------------------------------------------------------
+
+
+def my_batches(c: Collector, *, caller: Caller) -> list[BatchRecord]:
+    require(caller, "contributor")
+    assert caller.pseudonym is not None
+    return c.repo.list_batches(
+        scope=Scope.of_contributor(caller.pseudonym), contributor=caller.pseudonym
+    )
+
+
+def export_mine(c: Collector, *, caller: Caller, limit: int = 100) -> list[dict[str, Any]]:
+    """The contributor's own recordings, opened by the vault for purpose contributor-access."""
+    require(caller, "contributor")
+    vault = _need_vault(c)
+    records = my_batches(c, caller=caller)[:limit]
+    blobs = [c.blobs.get(r.blob_key) for r in records]
+    out: list[dict[str, Any]] = []
+    for r, res in zip(
+        records,
+        vault.unseal_many(blobs, principal=_principal(caller), purpose=PURPOSE_OWN),
+        strict=True,
+    ):
+        if isinstance(res, Exception):
+            out.append({"batch_id": r.batch_id, "error": str(res)})
+            continue
+        out.append(
+            {
+                "batch_id": r.batch_id,
+                "t_hour": r.t_hour,
+                "events": [
+                    e.to_dict() if hasattr(e, "to_dict") else _event_dict(e)
+                    for e in res.content.events
+                ],
+            }
+        )
+    return out
+
+
+def _event_dict(e: Any) -> dict[str, Any]:
+    return {"t": e.t, "kind": e.kind, "data": dict(e.data)}
+
+
+def my_feed(c: Collector, *, caller: Caller) -> list[dict[str, Any]]:
+    require(caller, "contributor")
+    vault = _need_vault(c)
+    events = vault.feed(caller.pseudonym, principal=_principal(caller), purpose=PURPOSE_OWN)
+    return [e.to_dict() for e in events]
+
+
+def forget(c: Collector, *, caller: Caller, last: timedelta) -> int:
+    """Delete the contributor's batches of the last ``last``.
+
+    Headers carry only the hour, so every batch whose hour overlaps the window goes: this
+    forgets more rather than less.
+    """
+    require(caller, "contributor")
+    assert caller.pseudonym is not None
+    since = (c.clock() - last).replace(minute=0, second=0, microsecond=0)
+    scope = Scope.of_contributor(caller.pseudonym)
+    doomed = c.repo.list_batches(
+        scope=scope, contributor=caller.pseudonym, since_hour=since.strftime("%Y-%m-%dT%H:00:00Z")
+    )
+    gone = c.repo.delete_batches([b.batch_id for b in doomed], scope=scope)
+    for b in gone:
+        c.blobs.delete(b.blob_key)
+    return len(gone)
+
+
+def erase(c: Collector, *, caller: Caller, contributor: str | None = None) -> int:
+    """Cryptographic erasure (the vault destroys the keys), then metadata and blobs go."""
+    if caller.role == "steward":
+        if not contributor:
+            raise ServiceError(422, "a steward names the contributor (pseudonym) to erase")
+        target = contributor
+    else:
+        require(caller, "contributor")
+        assert caller.pseudonym is not None
+        if contributor not in (None, caller.pseudonym):
+            raise ServiceError(403, "a contributor may erase only their own data")
+        target = caller.pseudonym
+    vault = _need_vault(c)
+    keys = vault.erase_contributor(target, by=_principal(caller))
+    scope = Scope.of_contributor(target)
+    batches = c.repo.list_batches(scope=scope, contributor=target)
+    for b in c.repo.delete_batches([b.batch_id for b in batches], scope=scope):
+        c.blobs.delete(b.blob_key)
+    if caller.role == "steward":
+        # The vault audits the erasure itself; this records who asked through the service.
+        c.audit(
+            ContributorErasedEvent(
+                t=c.clock(),
+                principal=caller.name,
+                role=caller.role,
+                contributor=target,
+                keys_destroyed=keys,
+                justification="via collector",
+            )
+        )
+    return len(batches)
+
+
+# -- leases and the kill switch -------------------------------------------------------------
+
+
+def _device_may_lease(c: Collector, device_id: str) -> tuple[bool, str]:
+    dev = c.repo.get_device(device_id, scope=Scope.collector())
+    if dev is None or dev.revoked:
+        return False, "device revoked"
+    latest = c.repo.latest_manifest()
+    if latest is None:
+        return False, "no manifest published"
+    consent = c.repo.active_consent(
+        dev.contributor, latest.version, scope=Scope.of_contributor(dev.contributor)
+    )
+    if consent is None or consent.manifest_digest != latest.digest:
+        return False, f"no consent to manifest v{latest.version}"
+    return True, ""
+
+
+def issue_lease(c: Collector, *, caller: Caller) -> tuple[str, FleetState]:
+    require(caller, "device")
+    assert caller.device_id is not None
+    state = c.fleet.state
+    if state.halted:
+        raise ServiceError(423, "the fleet is halted")
+    if not c.fleet.healthy:
+        raise ServiceError(503, "this collector has lost the fleet state; no lease")
+    ok, why = _device_may_lease(c, caller.device_id)
+    if not ok:
+        raise ServiceError(403, why)
+    c.count("leases_issued")
+    return c.signer.issue(
+        device=caller.device_id, generation=state.generation, ttl_s=c.lease_ttl
+    ), state
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def lease_stream(c: Collector, *, caller: Caller) -> AsyncIterator[str]:
+    """Server-sent events: a lease every TTL/3, ``halt`` and ``resume`` at once, notices.
+
+    The device's standing (revoked, consent) is read at connect, whenever a notice concerns
+    it, and once a minute; the hot path of a renewal reads nothing.
+    """
+    require(caller, "device")
+    device_id, pseudonym = caller.device_id, caller.pseudonym
+    assert device_id is not None and pseudonym is not None
+    listener = c.fleet.listen()
+    renew = c.lease_ttl / 3
+    try:
+        ok, why = await asyncio.to_thread(_device_may_lease, c, device_id)
+        state = c.fleet.state
+        sent_halt = -1
+        recheck_at = asyncio.get_running_loop().time() + RECHECK_SECONDS
+        if state.halted:
+            sent_halt = state.generation
+            yield _sse("halt", {"generation": state.generation})
+        elif not ok:
+            yield _sse("refused", {"reason": why})
+        while True:
+            st = c.fleet.state
+            if ok and c.fleet.may_issue():
+                c.count("leases_issued")
+                yield _sse(
+                    "lease",
+                    {
+                        "lease": c.signer.issue(
+                            device=device_id, generation=st.generation, ttl_s=c.lease_ttl
+                        ),
+                        "generation": st.generation,
+                        "ttl_s": c.lease_ttl,
+                    },
+                )
+            else:
+                yield ": waiting\n\n"
+            deadline = asyncio.get_running_loop().time() + renew
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                try:
+                    msg = await asyncio.wait_for(listener.get(), timeout=left)
+                except TimeoutError:
+                    break
+                if isinstance(msg, FleetState):
+                    if msg.halted and msg.generation > sent_halt:
+                        sent_halt = msg.generation
+                        yield _sse("halt", {"generation": msg.generation})
+                    elif not msg.halted:
+                        yield _sse("resume", {"generation": msg.generation})
+                        break  # a lease right away
+                elif msg.kind == "device-revoked" and msg.subject == device_id:
+                    yield _sse("device-revoked", {})
+                    return
+                elif msg.kind == "consent-withdrawn" and msg.subject == pseudonym:
+                    ok = False
+                    yield _sse("consent-withdrawn", {})
+                elif msg.kind == "manifest":
+                    yield _sse("manifest", {"version": int(msg.subject)})
+                    ok, why = await asyncio.to_thread(_device_may_lease, c, device_id)
+            # A safety net for a notice this process missed; notices do the real work.
+            if asyncio.get_running_loop().time() >= recheck_at:
+                recheck_at = asyncio.get_running_loop().time() + RECHECK_SECONDS
+                ok, why = await asyncio.to_thread(_device_may_lease, c, device_id)
+    finally:
+        listener.close()
+
+
+async def set_halted(c: Collector, *, caller: Caller, halted: bool, reason: str) -> FleetState:
+    """The kill switch (steward only). A resume is audited before it takes effect (fail
+    closed); a halt takes effect first and is audited right after: stopping never waits."""
+    require(caller, "steward")
+    now = c.clock()
+    event: AuditEvent
+    if halted:
+        event = KillSwitchPulledEvent(
+            t=now, principal=caller.name, role=caller.role, justification=reason
+        )
+    else:
+        event = KillSwitchReleasedEvent(
+            t=now, principal=caller.name, role=caller.role, justification=reason
+        )
+    if halted:
+        state = await c.fleet.set_halted(True, by=caller.name)
+        c.audit(event)
+    else:
+        c.audit(event)
+        state = await c.fleet.set_halted(False, by=caller.name)
+    return state

@@ -1,0 +1,1 @@
+"""Datasets: sealed batches opened through the vault, reduced to steps, written for training."""

@@ -1,0 +1,118 @@
+"""Deciding that typing goes into a password field, and what each platform lets us know."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+# Words in a window title, an application class or a field's accessible name that mean a
+# secret is being typed. "sign in"/"log in" pages get the whole run masked, user name
+# included: losing a user name is cheaper than keeping a password.
+_PASSWORD_WORDS: Final = re.compile(
+    r"pass(?:word|wd|phrase|code|key)|\bpin\b|\bpin\s*code|sign[\s\-]?in|log[\s\-]?in|"
+    r"\bsudo\b|\bssh\b|\bsu\b|unlock|authenticat|credential|\b2fa\b|\bmfa\b|\botp\b|"
+    r"one[\s\-]time\s+code|verification\s+code|security\s+code|\bcvv\b|\bcvc\b|"
+    r"keychain|keyring|kwallet|pinentry|askpass|polkit|secret",
+    re.I,
+)
+# Applications that only ever ask for secrets.
+_PASSWORD_APPS: Final = frozenset(
+    {
+        "pinentry", "pinentry-gtk-2", "pinentry-gnome3", "pinentry-qt", "ssh-askpass",
+        "ksshaskpass", "x11-ssh-askpass", "polkit-gnome-authentication-agent-1",
+        "polkit-kde-authentication-agent-1", "gcr-prompter", "gnome-keyring-prompt",
+        "kwalletd5", "kwalletd6", "keepassxc", "1password", "bitwarden", "lxpolkit",
+    }
+)
+# A terminal prompt with echo off: what sudo, ssh, su, passwd, gpg and mysql print last.
+_ECHO_OFF_PROMPT: Final = re.compile(
+    r"(?:\[sudo\] password for \S+|password for \S+|passphrase for key .*|'s password|"
+    r"enter (?:pem )?pass\s?phrase.*|(?:new |current |retype new |enter )?password|"
+    r"verification code|pin)\s*:\s*$",
+    re.I,
+)
+
+
+def is_password_context(*, app: str | None, title: str | None, field: str | None) -> bool:
+    """True when text typed in this window and field must become ``<PASSWORD>``."""
+    if app and app.strip().lower() in _PASSWORD_APPS:
+        return True
+    for value in (field, title, app):
+        if value and _PASSWORD_WORDS.search(value):
+            return True
+    return False
+
+
+def is_echo_off_prompt(terminal_tail: str) -> bool:
+    """True when a terminal's last output line is a prompt that reads a secret."""
+    lines = terminal_tail.rstrip("\n").splitlines()
+    return bool(lines) and _ECHO_OFF_PROMPT.search(lines[-1]) is not None
+
+
+@dataclass(frozen=True)
+class PlatformSupport:
+    """What one platform or toolkit tells keystep about the focused field."""
+
+    platform: str
+    field_role: str  # how a password field can be recognised, if at all
+    keystep_uses: str
+    fallback: str
+
+
+PLATFORM_SUPPORT: Final[tuple[PlatformSupport, ...]] = (
+    PlatformSupport(
+        "X11 (any toolkit)",
+        "none: X11 knows windows, not fields",
+        "window class and title (heuristics)",
+        "password-like token detector",
+    ),
+    PlatformSupport(
+        "GTK 3/4 on X11 or Wayland, AT-SPI bus on",
+        "AT-SPI role `password text` on the focused object",
+        "field role, accessible name, window title",
+        "heuristics, token detector",
+    ),
+    PlatformSupport(
+        "Qt 5/6, AT-SPI bridge on (QT_ACCESSIBILITY=1)",
+        "AT-SPI role `password text` (QLineEdit in Password echo mode)",
+        "field role, accessible name, window title",
+        "heuristics, token detector",
+    ),
+    PlatformSupport(
+        "Firefox (accessibility on)",
+        "`<input type=password>` exposed as AT-SPI `password text`",
+        "field role, page title",
+        "heuristics, token detector",
+    ),
+    PlatformSupport(
+        "Chromium/Chrome/Electron",
+        "`password text` only with --force-renderer-accessibility",
+        "field role when enabled, page title",
+        "heuristics (title), token detector",
+    ),
+    PlatformSupport(
+        "Tk, Java Swing (no ATK bridge), SDL, games, remote desktops",
+        "none",
+        "window class and title",
+        "password-like token detector",
+    ),
+    PlatformSupport(
+        "Terminals (xterm, GNOME Terminal, Konsole, Alacritty)",
+        "none: echo-off is inside the terminal's pty",
+        "title (sudo, ssh) and an echo-off prompt as the last output line",
+        "password-like token detector",
+    ),
+    PlatformSupport(
+        "macOS (not yet supported by the agent)",
+        "AXSecureTextField; secure input mode hides keys from every other app",
+        "n/a",
+        "n/a",
+    ),
+    PlatformSupport(
+        "Windows (not yet supported by the agent)",
+        "UI Automation IsPassword property",
+        "n/a",
+        "n/a",
+    ),
+)

@@ -1,0 +1,328 @@
+"""Screen redaction: black out excluded windows, OCR text, fill every flagged word box."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import xxhash
+
+from keystep.redact.layout import Region, find_text_regions, to_gray
+from keystep.redact.ocr import OcrPool, Word
+from keystep.redact.spans import (
+    EMAIL,
+    IBAN,
+    NUMBER,
+    PASSWORD,
+    SECRET,
+    Span,
+    TextDetector,
+    run_detectors,
+)
+
+Image = npt.NDArray[np.uint8]
+
+FILL: Final = (0, 0, 0)
+"""Solid black: a fill hides what it covers completely, which a blur does not."""
+MARGIN: Final = 3
+MIN_REGION_WIDTH: Final = 6
+CACHE_WINDOWS: Final = 16
+CACHE_ENTRIES: Final = 4096
+DETECT_CACHE: Final = 8192
+_RANDOM_LOOKING: Final = frozenset({SECRET, PASSWORD, EMAIL, IBAN, NUMBER})
+TINY_HEIGHT: Final = 11
+"""Regions with less ink height than this (fonts under ~9 px) are below what OCR reads
+reliably: unless they read as plain words, they are filled whole."""
+ILLEGIBLE: Final = "SMALL_TEXT"
+_PLAIN_WORD: Final = re.compile(r"^[(\"'‘“]?[A-Za-z][a-z]*[.,;:!?)\"'’”]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """A filled rectangle and the entity that made us fill it."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    entity: str
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    image: Image
+    boxes: list[Box]
+    regions: int
+    recognised: int  # regions that went through OCR (the rest came from the cache)
+
+
+@dataclass(frozen=True, slots=True)
+class _Placed:
+    word: Word  # in frame coordinates
+    region: int
+
+
+class ScreenRedactor:
+    """Redacts whole frames. Safe to call from several threads at once."""
+
+    def __init__(self, detectors: Sequence[TextDetector], pool: OcrPool) -> None:
+        self._detectors = tuple(detectors)
+        self._pool = pool
+        self._lock = threading.Lock()
+        # Per window: OCR results of region crops keyed by a hash of their pixels. A region
+        # whose pixels did not change since an earlier frame of the window is not OCR'd
+        # again, wherever it moved to (scrolling).
+        self._ocr_cache: OrderedDict[str, OrderedDict[bytes, list[Word]]] = OrderedDict()
+        self._detect_cache: OrderedDict[str, list[Span]] = OrderedDict()
+
+    def redact(
+        self,
+        image: Image,
+        *,
+        window_key: str,
+        blackout: Sequence[tuple[int, int, int, int]] = (),
+        deadline: float,
+        ocr: bool = True,
+    ) -> FrameResult | None:
+        first = blackout_only(image, blackout)
+        out = first.image
+        height, width = out.shape[:2]
+        if not ocr:
+            return first
+        gray = to_gray(out)
+        regions = [r for r in find_text_regions(gray) if r.w >= MIN_REGION_WIDTH]
+        read = self._read(gray, regions, window_key, deadline)
+        if read is None:
+            return None
+        words, recognised = read
+        boxes = [_clip(b, width, height) for b in self._flag(regions, words)]
+        boxes = [b for b in boxes if b.w and b.h]
+        for box in boxes:
+            out[box.y : box.y + box.h, box.x : box.x + box.w] = FILL
+        return FrameResult(out, first.boxes + boxes, len(regions), recognised)
+
+    def forget(self, window_key: str) -> None:
+        with self._lock:
+            self._ocr_cache.pop(window_key, None)
+
+    def _read(
+        self, gray: Image, regions: list[Region], window_key: str, deadline: float
+    ) -> tuple[list[list[_Placed]], int] | None:
+        """Words of every region in frame coordinates and how many regions needed OCR,
+        or None past the deadline."""
+        height, width = gray.shape
+        crops = []
+        for r in regions:
+            x0, y0 = max(0, r.x - MARGIN), max(0, r.y - MARGIN)
+            x1, y1 = min(width, r.x + r.w + MARGIN), min(height, r.y + r.h + MARGIN)
+            crop = gray[y0:y1, x0:x1]
+            key = xxhash.xxh3_128_digest(crop.tobytes()) + crop.shape[1].to_bytes(4, "little")
+            crops.append((x0, y0, crop, key))
+        with self._lock:
+            cache = self._ocr_cache.get(window_key)
+            if cache is None:
+                cache = self._ocr_cache[window_key] = OrderedDict()
+                if len(self._ocr_cache) > CACHE_WINDOWS:
+                    self._ocr_cache.popitem(last=False)
+            else:
+                self._ocr_cache.move_to_end(window_key)
+            known = [cache.get(key) for _, _, _, key in crops]
+        pending: dict[int, Future[list[Word]]] = {}
+        for i, (_, _, crop, _) in enumerate(crops):
+            if known[i] is None:
+                pending[i] = self._pool.submit(crop, deadline=deadline)
+        try:
+            for i, future in pending.items():
+                known[i] = future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except (FutureTimeout, Exception):
+            for future in pending.values():
+                future.cancel()
+            return None
+        with self._lock:
+            for i in pending:
+                cache[crops[i][3]] = known[i] or []
+            while len(cache) > CACHE_ENTRIES:
+                cache.popitem(last=False)
+        placed: list[list[_Placed]] = []
+        for i, (x0, y0, _, _) in enumerate(crops):
+            placed.append(
+                [
+                    _Placed(Word(w.text, w.x + x0, w.y + y0, w.w, w.h), i)
+                    for w in known[i] or []
+                ]
+            )
+        return placed, len(pending)
+
+    def _spans(self, text: str) -> list[Span]:
+        with self._lock:
+            cached = self._detect_cache.get(text)
+            if cached is not None:
+                self._detect_cache.move_to_end(text)
+                return cached
+        spans = run_detectors(self._detectors, text)
+        with self._lock:
+            self._detect_cache[text] = spans
+            if len(self._detect_cache) > DETECT_CACHE:
+                self._detect_cache.popitem(last=False)
+        return spans
+
+    def _flag(self, regions: list[Region], words: list[list[_Placed]]) -> list[Box]:
+        boxes: list[Box] = []
+        for index, region in enumerate(regions):
+            texts = [p.word.text for p in words[index]]
+            if region.h < TINY_HEIGHT and not (texts and all(map(_PLAIN_WORD.match, texts))):
+                boxes.append(Box(region.x - 2, region.y - 2, region.w + 4, region.h + 4, ILLEGIBLE))
+        for row in _rows(regions):
+            parts: list[str] = []
+            offsets: list[tuple[int, int, _Placed]] = []
+            cursor = 0
+            previous: Region | None = None
+            for index in row:
+                region = regions[index]
+                if previous is not None:
+                    gap = region.x - (previous.x + previous.w)
+                    # Close regions are one phrase; far ones are separate fields.
+                    sep = " " if gap < 1.2 * max(region.h, previous.h) else "    "
+                    parts.append(sep)
+                    cursor += len(sep)
+                last: Word | None = None
+                for placed in words[index]:
+                    if last is not None:
+                        # Tesseract splits tokens at tight kerning ("glpat -OgW"); a gap
+                        # much narrower than a space is no space at all.
+                        gap = placed.word.x - (last.x + last.w)
+                        if gap >= 0.12 * region.h:
+                            parts.append(" ")
+                            cursor += 1
+                    parts.append(placed.word.text)
+                    offsets.append((cursor, cursor + len(placed.word.text), placed))
+                    cursor += len(placed.word.text)
+                    last = placed.word
+                previous = region
+            text = "".join(parts)
+            if not text.strip():
+                continue
+            placed_row = [p for _, _, p in offsets]
+            for span in self._spans(text):
+                hit = [i for i, (s, e, _) in enumerate(offsets) if s < span.end and e > span.start]
+                hit = _glued(hit, placed_row, regions, wide=span.entity in _RANDOM_LOOKING)
+                boxes.extend(_cover(hit, placed_row, regions, span.entity))
+        return boxes
+
+
+def blackout_only(image: Image, blackout: Sequence[tuple[int, int, int, int]]) -> FrameResult:
+    """A copy of ``image`` with the excluded windows' rectangles filled."""
+    if image.ndim != 3 or image.shape[2] < 3 or image.dtype != np.uint8:
+        raise ValueError("frame must be an HxWx3 uint8 RGB array")
+    out = np.array(image[:, :, :3], copy=True)
+    height, width = out.shape[:2]
+    boxes = []
+    for x, y, w, h in blackout:
+        x0, y0 = max(0, int(x)), max(0, int(y))
+        x1, y1 = min(width, int(x) + int(w)), min(height, int(y) + int(h))
+        if x1 > x0 and y1 > y0:
+            out[y0:y1, x0:x1] = FILL
+            boxes.append(Box(x0, y0, x1 - x0, y1 - y0, "EXCLUDED_WINDOW"))
+    return FrameResult(out, boxes, 0, 0)
+
+
+def _rows(regions: list[Region]) -> list[list[int]]:
+    """Regions grouped into visual text rows (vertical overlap), each sorted left to right."""
+    rows: list[tuple[int, int, list[int]]] = []
+    for i in sorted(range(len(regions)), key=lambda k: (regions[k].y, regions[k].x)):
+        r = regions[i]
+        for k, (top, bottom, members) in enumerate(rows):
+            overlap = min(bottom, r.y + r.h) - max(top, r.y)
+            if overlap >= 0.5 * min(r.h, bottom - top):
+                members.append(i)
+                rows[k] = (min(top, r.y), max(bottom, r.y + r.h), members)
+                break
+        else:
+            rows.append((r.y, r.y + r.h, [i]))
+    return [sorted(members, key=lambda k: regions[k].x) for _, _, members in rows]
+
+
+def _randomish(word: str) -> bool:
+    if not any(ch.isalnum() for ch in word):
+        return True  # a stray "." or "-" between two fragments
+    core = word.strip(".,;:!?\"'()[]|")
+    if len(core) < 2 or (core[0].isupper() and core[1:].islower()) or core.islower():
+        return False
+    classes = (
+        any(c.islower() for c in core) + any(c.isupper() for c in core)
+        + any(c.isdigit() for c in core)
+    )
+    return classes >= 2 or (len(core) >= 4 and not core.isalpha())
+
+
+def _glued(
+    hit: list[int], row: list[_Placed], regions: list[Region], *, wide: bool
+) -> list[int]:
+    """Flagged words grown over neighbours that touch them on screen: OCR puts spaces
+    inside tokens ("glpat -OgW...", "example. org") where the pixels have none. Random
+    strings (keys, passwords) are grown over gaps up to a monospace space."""
+    limit = 0.5 if wide else 0.3
+    chosen = set(hit)
+    for direction in (-1, 1):
+        for start in hit:
+            i = start
+            while 0 <= i + direction < len(row):
+                a, b = (row[i], row[i + direction]) if direction == 1 else (row[i + direction], row[i])
+                gap = b.word.x - (a.word.x + a.word.w)
+                h = min(regions[a.region].h, regions[b.region].h)
+                if a.region != b.region and not wide:
+                    break
+                nxt = row[i + direction].word.text
+                # OCR shreds a long random string into fragments at odd gaps; they stay
+                # random-looking ("xN", "DQyliwg!"), unlike the words around a key.
+                if gap > limit * h and not (wide and gap <= h and _randomish(nxt)):
+                    break
+                i += direction
+                chosen.add(i)
+    return sorted(chosen)
+
+
+def _cover(hit: list[int], row: list[_Placed], regions: list[Region], entity: str) -> list[Box]:
+    """Fill rectangles for flagged words: consecutive words of one region become one
+    rectangle the full height of the region's ink, reaching over the gaps to the
+    neighbouring words (Tesseract's boxes can cut a glyph short by several pixels)."""
+    boxes = []
+    by_region: dict[int, list[int]] = {}
+    for i in hit:
+        by_region.setdefault(row[i].region, []).append(i)
+    for index, members in by_region.items():
+        region = regions[index]
+        first, last = min(members), max(members)
+        pad = max(4, round(0.35 * region.h))
+        left = row[first].word.x - pad
+        right = row[last].word.x + row[last].word.w + pad
+        if first > 0 and row[first - 1].region == index:
+            before = row[first - 1].word
+            left = min(left, before.x + before.w + 1)
+        else:
+            left = min(left, region.x - 2)
+        if last + 1 < len(row) and row[last + 1].region == index:
+            # Into the next word's box a little: kerned glyphs overlap it ("Y@").
+            right = max(right, row[last + 1].word.x + pad // 2)
+        else:
+            right = max(right, region.x + region.w + 2)
+        # Underscores and low punctuation sit apart below the line, in a sliver of ink the
+        # layout drops as too thin; reach them.
+        vpad = max(2, round(0.3 * region.h))
+        boxes.append(Box(left, region.y - vpad, right - left, region.h + 2 * vpad, entity))
+    return boxes
+
+
+def _clip(box: Box, width: int, height: int) -> Box:
+    x0, y0 = max(0, box.x), max(0, box.y)
+    x1, y1 = min(width, box.x + box.w), min(height, box.y + box.h)
+    return Box(x0, y0, max(0, x1 - x0), max(0, y1 - y0), box.entity)

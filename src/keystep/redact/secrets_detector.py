@@ -1,0 +1,94 @@
+"""Secrets (API keys, tokens, private keys, keyword assignments) via detect-secrets plugins."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Final
+
+from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+from detect_secrets.plugins.high_entropy_strings import (
+    Base64HighEntropyString,
+    HexHighEntropyString,
+)
+from detect_secrets.plugins.ip_public import IPPublicDetector
+
+from keystep.redact.password_token_detector import shannon_entropy
+from keystep.redact.spans import SECRET, Span
+
+# A value shorter than this was cut by a capture group ("ghp" of "ghp_..."): widen it to
+# the whole token it sits in.
+_SHORT: Final = 12
+# Every plugin needs a keyword or a long token on the line; most typed lines have neither.
+_CANDIDATE: Final = re.compile(
+    r"[A-Za-z0-9+/=_\-.~]{16,}|pass|pwd|secret|key|token|auth|cred|api|bearer|:[^\s/]+@",
+    re.I,
+)
+_TOKEN_CHARS: Final = re.compile(r"[A-Za-z0-9_\-+/.~]")
+_PRIVATE_KEY: Final = re.compile(
+    r"-----BEGIN[A-Z ]*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END[A-Z ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+    re.S,
+)
+
+
+def private_key_spans(text: str) -> list[Span]:
+    """PEM private key blocks; run on the whole text because a key can outgrow a window."""
+    if "-----BEGIN" not in text:
+        return []
+    return [Span(m.start(), m.end(), SECRET) for m in _PRIVATE_KEY.finditer(text)]
+
+
+class SecretsDetector:
+    """Runs every detect-secrets plugin's ``analyze_line`` (not ``scan_line``, which flags
+    prose) line by line, with our own entropy limits on the high-entropy plugins."""
+
+    name = "secrets"
+
+    BASE64_LIMIT: ClassVar = 4.5
+    HEX_LIMIT: ClassVar = 3.0
+
+    def __init__(self) -> None:
+        plugins: list[Any] = []
+        for cls in get_mapping_from_secret_type_to_class().values():
+            if cls is IPPublicDetector:
+                continue  # addresses are personal data, handled by the Presidio detector
+            if cls is Base64HighEntropyString:
+                plugins.append(cls(limit=self.BASE64_LIMIT))
+            elif cls is HexHighEntropyString:
+                plugins.append(cls(limit=self.HEX_LIMIT))
+            else:
+                plugins.append(cls())
+        self._plugins = tuple(plugins)
+
+    def detect(self, text: str) -> list[Span]:
+        spans = private_key_spans(text)
+        offset = 0
+        for line in text.splitlines(keepends=True):
+            if len(line.strip()) >= 8 and _CANDIDATE.search(line):
+                spans.extend(self._detect_line(line, offset))
+            offset += len(line)
+        return spans
+
+    def _detect_line(self, line: str, offset: int) -> list[Span]:
+        values: set[str] = set()
+        for plugin in self._plugins:
+            for secret in plugin.analyze_line(filename="typed.txt", line=line, line_number=1):
+                value = secret.secret_value
+                if value and value.strip():
+                    values.add(value)
+        spans = []
+        for value in values:
+            if len(value) >= 20 and shannon_entropy(value) < 2.5:
+                continue  # "xxxxxxxxxxxxxxxxxxxxxxxx" placeholders
+            start = line.find(value)
+            while start >= 0:
+                end = start + len(value)
+                # A value cut short by a plugin's capture group ("ghp" of "ghp_...", a JWT
+                # without its signature) is widened to the token it sits in.
+                if len(value) < _SHORT:
+                    while start > 0 and _TOKEN_CHARS.match(line[start - 1]):
+                        start -= 1
+                while end < len(line) and _TOKEN_CHARS.match(line[end]):
+                    end += 1
+                spans.append(Span(offset + start, offset + end, SECRET))
+                start = line.find(value, end)
+        return spans

@@ -1,0 +1,1 @@
+"""Collector storage: the metadata repository (SQLite, PostgreSQL) and blob stores."""

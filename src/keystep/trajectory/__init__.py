@@ -1,0 +1,1 @@
+"""Trajectories: raw events reduced to actions, aligned with observations, split into episodes."""

@@ -1,0 +1,18 @@
+"""Forget: a contributor deletes what was recorded recently."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter
+
+from keystep.collector import service
+from keystep.web.deps import CallerDep, CollectorDep
+from keystep.web.schemas import Count, ForgetRequest
+
+router = APIRouter(prefix="/v1/forget", tags=["forget"])
+
+
+@router.post("")
+def forget(c: CollectorDep, caller: CallerDep, body: ForgetRequest) -> Count:
+    return Count(count=service.forget(c, caller=caller, last=timedelta(seconds=body.last_seconds)))

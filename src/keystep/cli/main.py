@@ -189,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", metavar="TEXT")
     p.add_argument("--list", action="store_true")
 
+    from keystep.cli.trust import add_grant_commands
+
+    add_grant_commands(sub, _add)
+
     ev = _add(sub, "eval", "", "evaluations")
     esub = ev.add_subparsers(dest="eval_command", metavar="WHAT")
     esub.required = True

@@ -6,9 +6,12 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import Final, Literal
 
 from keystep.cli.main import UsageError
 from keystep.home import resolve_home
+
+SERVE_BACKLOG: Final = 4096
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -32,14 +35,40 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     if not (0 < settings.lease_ttl <= 300):
         raise UsageError("--lease-ttl must be in (0, 300] seconds")
+    _raise_fd_limit()
     uvicorn.run(
         create_app(settings),
         host=args.host,
         port=args.port,
         log_level="warning",
+        access_log=False,
+        # Every device holds a lease stream: thousands of connections, many arriving at
+        # once after a collector restart.
+        backlog=SERVE_BACKLOG,
+        loop=_loop(),
+        http="httptools" if _importable("httptools") else "h11",
         timeout_graceful_shutdown=3,
     )
     return 0
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def _loop() -> Literal["uvloop", "asyncio"]:
+    return "uvloop" if _importable("uvloop") else "asyncio"
+
+
+def _raise_fd_limit() -> None:
+    """One descriptor per connected device: take the hard limit, not the default 1,024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def run_agent(args: argparse.Namespace) -> int:

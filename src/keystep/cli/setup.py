@@ -95,7 +95,9 @@ def init_home(
         home.datasets_dir,
     ):
         ensure_private_dir(d)
-    vault = open_local_vault(vault_dir, create=True, passphrase=passphrase)
+    vault = open_local_vault(
+        vault_dir, create=True, passphrase=passphrase, keep_months=manifest.keep_months
+    )
     try:
         pseudonym = vault.enroll_contributor(contributor)
         device_key = Ed25519PrivateKey.generate()

@@ -191,6 +191,12 @@ def run_erase(args: argparse.Namespace) -> int:
         if answer.strip().lower() != "yes":
             print("nothing erased")
             return 1
+    if own:
+        # Erasing yourself withdraws consent first, so a running recorder stops before the
+        # keys go and nothing new is sealed to a key about to be destroyed.
+        from keystep.capture.consent import withdraw_consent
+
+        withdraw_consent(home)
     vault = open_vault(home)
     try:
         pseudonym = vault.pseudonym(contributor)

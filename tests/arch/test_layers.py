@@ -83,3 +83,16 @@ def test_agent_does_not_import_server_or_dataset_stacks(module: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"{module} pulls in {out.stdout.strip()}"
+
+
+def test_building_the_cli_parser_stays_light() -> None:
+    # Every command, `keystep record` included, builds the whole parser first.
+    code = (
+        "import sys\n"
+        "from keystep.cli.main import build_parser\n"
+        "build_parser()\n"
+        f"heavy = {[*HEAVY, 'rich', 'presidio_analyzer', 'spacy']!r}\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} & set(heavy))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"the parser pulls in {out.stdout.strip()}"

@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--idle-minutes", type=float, default=5.0, help="split episodes after this idle time"
     )
+    p.add_argument(
+        "--image-format",
+        choices=("jpeg", "webp", "png"),
+        default="jpeg",
+        help="how screenshots are stored (default jpeg q95 4:4:4; webp/png lossless)",
+    )
 
     audit = _add(sub, "audit", "", "verify and read the audit log; scan for exposure")
     asub = audit.add_subparsers(dest="audit_command", metavar="ACTION")

@@ -81,3 +81,21 @@ def test_bad_usage_exits_2_with_one_line() -> None:
     )
     assert proc.returncode == 2
     assert "error" in proc.stderr.splitlines()[-1]
+
+
+def test_every_test_named_in_the_promises_table_exists() -> None:
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs" / "promises.md").read_text("utf-8")
+    # `tests/x.py::name` names a test; a bare `::name` names one in the file cited before it.
+    refs = re.findall(r"`(tests/[\w/]+\.py)?(?:::(\w+))?`", text)
+    checked = 0
+    path = ""
+    for cited, name in refs:
+        path = cited or path
+        if not path:
+            continue
+        source = (root / path).read_text("utf-8")
+        if name:
+            assert f"def {name}(" in source, f"{path}::{name} is named in promises.md but missing"
+            checked += 1
+    assert checked >= 20

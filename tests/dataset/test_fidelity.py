@@ -146,7 +146,9 @@ def start_recording(x: X, home: Path) -> subprocess.Popen[bytes]:
     while time.monotonic() < deadline:
         status = json.loads(keystep(home, "status", "--json").stdout)
         rec_status = status.get("recorder") or {}
-        if (rec_status.get("counts") or {}).get("frames", 0) >= 1:
+        # Listeners run once the recorder reports "recording"; frames come with actions.
+        if rec_status.get("state") == "recording":
+            time.sleep(0.5)  # the screen ring's first grab
             break
         time.sleep(0.2)
     else:

@@ -19,7 +19,5 @@ def redactor() -> Iterator[Redactor]:
 
 @pytest.fixture(scope="module")
 def text_redactor() -> Iterator[Redactor]:
-    with Redactor(
-        RedactionSettings(names=DIRECTORY, screen=False), episode_salt=b"episode-1"
-    ) as r:
+    with Redactor(RedactionSettings(names=DIRECTORY, screen=False), episode_salt=b"episode-1") as r:
         yield r

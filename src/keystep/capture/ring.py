@@ -1,20 +1,25 @@
 """A small in-memory ring of recent screen grabs, so an action can get the screen before it.
 
-Grabs are raw pixels in memory only; they are never written anywhere. The ring holds about
-``seconds`` of history: enough for the pipeline to look up the last grab before an event
-that it processes a little after the event happened.
+Grabs are raw pixels in memory only; they are never written anywhere. A new grab is taken
+only when the source reports that the screen changed (X DAMAGE), at most ``rate_hz`` times a
+second, so a still screen costs nothing and its one grab stays valid however old it is. The
+ring is bounded by ``seconds`` of history, and the pipeline trims it to what it may still ask
+for (``trim``), so it usually holds one or two grabs (4 MB each at 1280x800).
 """
 
 from __future__ import annotations
 
 import bisect
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
 from keystep.capture.sources.base import Grab, ScreenSource
 
 DEFAULT_RATE_HZ = 4.0
+# How long the ring thread blocks waiting for a change before it looks at stop/regrab again.
+WAIT_S = 0.25
 
 
 class FrameRing:
@@ -23,15 +28,17 @@ class FrameRing:
         open_source: Callable[[], ScreenSource],
         *,
         rate_hz: float = DEFAULT_RATE_HZ,
-        seconds: float = 3.0,
+        seconds: float = 2.0,
     ) -> None:
         self._open_source = open_source
         self._period = 1.0 / rate_hz
         self._grabs: deque[Grab] = deque(maxlen=max(2, int(rate_hz * seconds)))
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._regrab = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: str | None = None
+        self.grabs = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="keystep-screen", daemon=True)
@@ -47,12 +54,24 @@ class FrameRing:
         try:
             while not self._stop.is_set():
                 try:
+                    changed = source.wait_change(WAIT_S)
+                except Exception as exc:
+                    self.error = type(exc).__name__
+                    changed = True
+                if self._regrab.is_set():
+                    self._regrab.clear()
+                    changed = True
+                if not changed:
+                    continue
+                started = time.monotonic()
+                try:
                     grab = source.grab()
                 except Exception as exc:
                     self.error = type(exc).__name__
                 else:
                     self.push(grab)
-                self._stop.wait(self._period)
+                    self.grabs += 1
+                self._stop.wait(max(0.0, self._period - (time.monotonic() - started)))
         finally:
             source.close()
 
@@ -67,13 +86,26 @@ class FrameRing:
         i = bisect.bisect_left([g.t for g in grabs], t)
         return grabs[i - 1] if i > 0 else None
 
+    def trim(self, t: float) -> None:
+        """Drop grabs nobody can ask for: those older than the last grab before ``t``."""
+        with self._lock:
+            while len(self._grabs) >= 2 and self._grabs[1].t < t:
+                self._grabs.popleft()
+
     def clear(self) -> None:
-        """Forget every grab (on pause, exclusion or forget: nothing from then is kept)."""
+        """Forget every grab (on pause, exclusion or forget: nothing from then is kept) and
+        take a fresh one, since an unchanged screen would otherwise bring none."""
         with self._lock:
             self._grabs.clear()
+        self._regrab.set()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._grabs)
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
-        self.clear()
+        with self._lock:
+            self._grabs.clear()

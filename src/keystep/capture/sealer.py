@@ -18,6 +18,7 @@ from typing import Any
 
 import uuid6
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from keystep.home import write_json
@@ -79,6 +80,7 @@ class Sealer:
         self._keys_file = keys_file
         self._fetch = fetch_key
         self._keys = self._read_cache()
+        self._checked: set[str] = set()
 
     def _read_cache(self) -> dict[str, PublicSealingKey]:
         try:
@@ -103,6 +105,13 @@ class Sealer:
     def key_for(self, period: str) -> PublicSealingKey:
         key = self._keys.get(period)
         if key is not None and key.pseudonym == self.pseudonym:
+            if period not in self._checked:
+                # Checks the key, and loads OpenSSL's X25519 now rather than at the first seal.
+                try:
+                    X25519PublicKey.from_public_bytes(key.public_key)
+                except ValueError as exc:
+                    raise SealError(f"the cached sealing key for {period} is invalid") from exc
+                self._checked.add(period)
             return key
         if self._fetch is None:
             raise SealError(f"no sealing key for period {period} and no vault to ask")

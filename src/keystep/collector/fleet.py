@@ -8,7 +8,12 @@ leases carry it, and an agent refuses any lease older than a halt it has seen. M
 changes, consent withdrawals and revoked devices travel as notices on the same channel.
 
 A collector that loses the channel stops issuing leases (fail safe): its agents stop when
-their leases run out.
+their leases run out; when it listens again, every stream re-reads its device's standing.
+
+Fan-out is built for ten thousand streams per process: a change is offered to each
+stream's mailbox in one pass (a future set, no task created, the frame encoded once by
+the sender), and one renewal wheel per process paces every stream's lease renewals
+instead of a timer per connection.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import functools
 import json
 import logging
 from abc import ABC, abstractmethod
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +38,7 @@ CHANNEL: Final = "keystep_fleet"
 MESSAGE_VERSION: Final = 1
 NOTICE_KINDS: Final = ("manifest", "consent-withdrawn", "device-revoked")
 POLL_SECONDS: Final = 2.0
+RENEWAL_TICK: Final = 0.25
 _QUEUE_MAX: Final = 64
 
 
@@ -102,33 +109,100 @@ def decode(payload: str) -> Message:
 
 
 class Listener:
-    """One connected agent's view: state changes and notices, in order."""
+    """One connected agent's mailbox: state changes and notices in order, plus a flag the
+    renewal wheel raises when its lease is due. Waking it costs one future, no task."""
 
-    def __init__(self, hub: _Hub) -> None:
+    __slots__ = (
+        "_hub",
+        "_pending",
+        "_waiter",
+        "closed",
+        "device",
+        "period_ticks",
+        "pseudonym",
+        "recheck",
+        "renewal_due",
+    )
+
+    def __init__(self, hub: _Hub, *, device: str | None, pseudonym: str | None) -> None:
         self._hub = hub
-        self.queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=_QUEUE_MAX)
+        self._pending: deque[Message] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.closed = False
+        self.device = device
+        self.pseudonym = pseudonym
+        self.period_ticks = 0
+        self.recheck = False
+        self.renewal_due = False
 
     def offer(self, msg: Message) -> None:
-        try:
-            self.queue.put_nowait(msg)
-        except asyncio.QueueFull:
+        if len(self._pending) >= _QUEUE_MAX:
             # A listener that does not drain is a dead connection; a state change must
             # still get through, so the oldest message goes rather than the newest.
-            with contextlib.suppress(asyncio.QueueEmpty):
-                self.queue.get_nowait()
-            self.queue.put_nowait(msg)
+            self._pending.popleft()
+        self._pending.append(msg)
+        self._wake()
 
-    async def get(self) -> Message:
-        return await self.queue.get()
+    def renew(self) -> None:
+        self.renewal_due = True
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def wait(self) -> None:
+        """Until there is a message, a renewal is due, or the listener is closed."""
+        if self._pending or self.renewal_due or self.closed:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def messages(self) -> list[Message]:
+        out = list(self._pending)
+        self._pending.clear()
+        return out
+
+    def take_renewal(self) -> bool:
+        due, self.renewal_due = self.renewal_due, False
+        return due
 
     def close(self) -> None:
-        self._hub.listeners.discard(self)
+        if not self.closed:
+            self.closed = True
+            self._hub.remove(self)
+            self._wake()
 
 
 class _Hub:
+    """Every open stream of this process. A state change is offered to each (one pass, no
+    encoding: the frame is built once by whoever sends it); a notice about one device or
+    one contributor reaches only their streams."""
+
     def __init__(self, state: FleetState) -> None:
         self.state = state
         self.listeners: set[Listener] = set()
+        self._by_device: dict[str, set[Listener]] = {}
+        self._by_pseudonym: dict[str, set[Listener]] = {}
+
+    def add(self, lst: Listener) -> None:
+        self.listeners.add(lst)
+        if lst.device is not None:
+            self._by_device.setdefault(lst.device, set()).add(lst)
+        if lst.pseudonym is not None:
+            self._by_pseudonym.setdefault(lst.pseudonym, set()).add(lst)
+
+    def remove(self, lst: Listener) -> None:
+        self.listeners.discard(lst)
+        for index, key in ((self._by_device, lst.device), (self._by_pseudonym, lst.pseudonym)):
+            if key is not None and key in index:
+                index[key].discard(lst)
+                if not index[key]:
+                    del index[key]
 
     def apply(self, state: FleetState) -> bool:
         """Adopt ``state`` if newer and tell every listener; False when already known."""
@@ -140,8 +214,63 @@ class _Hub:
         return True
 
     def notify(self, notice: Notice) -> None:
-        for lst in list(self.listeners):
+        if notice.kind == "device-revoked":
+            targets = self._by_device.get(notice.subject, set())
+        elif notice.kind == "consent-withdrawn":
+            targets = self._by_pseudonym.get(notice.subject, set())
+        else:
+            targets = self.listeners
+        for lst in list(targets):
             lst.offer(notice)
+
+    def resync(self) -> None:
+        """Notices may have been missed: every stream re-reads its standing at its next
+        renewal (spread over one renewal period, not all at once)."""
+        for lst in self.listeners:
+            lst.recheck = True
+
+
+class _RenewalWheel:
+    """One timer for every stream of the process: each tick raises the renewal flag of the
+    listeners due, instead of one timer (and one wake-up task) per connection."""
+
+    def __init__(self, tick: float = RENEWAL_TICK) -> None:
+        self._tick = tick
+        self._slots: dict[int, list[Listener]] = {}
+        self._next = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def _now(self) -> int:
+        return int(asyncio.get_running_loop().time() / self._tick)
+
+    def add(self, lst: Listener, period: float) -> None:
+        # Never later than asked: a lease renewed late could lapse on a healthy device.
+        lst.period_ticks = max(1, int(period / self._tick))
+        now = self._now()
+        if self._task is None or self._task.done():
+            self._next = now + 1
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._slots.setdefault(now + lst.period_ticks, []).append(lst)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick)
+            now = self._now()
+            while self._next <= now:
+                slot = self._next
+                for lst in self._slots.pop(slot, ()):
+                    if not lst.closed:
+                        lst.renew()
+                        self._slots.setdefault(slot + lst.period_ticks, []).append(lst)
+                self._next += 1
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._slots.clear()
 
 
 class FleetBus(ABC):
@@ -151,6 +280,7 @@ class FleetBus(ABC):
         self._repo = repo
         self._hub = _Hub(FleetState(halted=False, generation=0, changed_at=None))
         self._switch_thread = ThreadPoolExecutor(1, thread_name_prefix="keystep-switch")
+        self._wheel = _RenewalWheel()
 
     @property
     def state(self) -> FleetState:
@@ -164,9 +294,19 @@ class FleetBus(ABC):
     def may_issue(self) -> bool:
         return self.healthy and not self._hub.state.halted
 
-    def listen(self) -> Listener:
-        lst = Listener(self._hub)
-        self._hub.listeners.add(lst)
+    def listen(
+        self,
+        *,
+        renew_every: float | None = None,
+        device: str | None = None,
+        pseudonym: str | None = None,
+    ) -> Listener:
+        """A mailbox for one stream. ``renew_every``: raise its renewal flag that often;
+        ``device`` and ``pseudonym``: the notices about them that it receives."""
+        lst = Listener(self._hub, device=device, pseudonym=pseudonym)
+        self._hub.add(lst)
+        if renew_every is not None:
+            self._wheel.add(lst, renew_every)
         return lst
 
     @property
@@ -195,8 +335,11 @@ class FleetBus(ABC):
                 self._repo.set_fleet_halted, halted, at=_now(), by=by, scope=Scope.steward()
             ),
         )
-        self._hub.apply(state)
-        await self._announce(state)
+        try:
+            # Announced first, so the other collectors start pushing while this one does.
+            await self._announce(state)
+        finally:
+            self._hub.apply(state)
         return state
 
     async def publish(self, notice: Notice) -> None:
@@ -211,6 +354,7 @@ class LocalFleetBus(FleetBus):
         return True
 
     async def close(self) -> None:
+        await self._wheel.close()
         self._switch_thread.shutdown(wait=False)
 
     async def _announce(self, msg: Message) -> None:
@@ -248,6 +392,7 @@ class PostgresFleetBus(FleetBus):
     async def _listen(self, ready: asyncio.Future[None]) -> None:
         import psycopg
 
+        first = True
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
@@ -257,6 +402,9 @@ class PostgresFleetBus(FleetBus):
                     self._listening = True
                     # Anything announced while we were not listening: read it now.
                     await self._safe_sync()
+                    if not first:
+                        self._hub.resync()
+                    first = False
                     if not ready.done():
                         ready.set_result(None)
                     async for n in conn.notifies():
@@ -318,6 +466,7 @@ class PostgresFleetBus(FleetBus):
         if self._send is not None:
             await self._send.close()
         self._listening = False
+        await self._wheel.close()
         self._switch_thread.shutdown(wait=False)
 
 

@@ -9,8 +9,11 @@ the HTTP status and a reason the caller can act on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import random
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -54,11 +57,13 @@ from keystep.store.base import (
     Scope,
 )
 from keystep.store.blobs import BlobStore
+from keystep.vault.base import AccessDenied, VaultError
 
 DEFAULT_MAX_BATCH: Final = 64 * 1024 * 1024
 ENVELOPE_TYPE: Final = "application/octet-stream"
 CODE_TTL: Final = timedelta(hours=72)
-RECHECK_SECONDS: Final = 60.0
+RECHECK_SECONDS: Final = 300.0
+LEASE_RESIGN_SECONDS: Final = 300.0
 PURPOSE_OWN: Final = "contributor-access"
 
 
@@ -573,7 +578,14 @@ def erase(c: Collector, *, caller: Caller, contributor: str | None = None) -> in
             raise ServiceError(403, "a contributor may erase only their own data")
         target = caller.pseudonym
     vault = _need_vault(c)
-    keys = vault.erase_contributor(target, by=_principal(caller))
+    try:
+        keys = vault.erase_contributor(target, by=_principal(caller))
+    except AccessDenied as exc:
+        raise ServiceError(403, str(exc)) from exc
+    except VaultError as exc:
+        # Unknown contributor, or a legal hold: a refusal with its reason, not a fault.
+        status = 404 if "unknown contributor" in str(exc) else 409
+        raise ServiceError(status, str(exc)) from exc
     scope = Scope.of_contributor(target)
     batches = c.repo.list_batches(scope=scope, contributor=target)
     for b in c.repo.delete_batches([b.batch_id for b in batches], scope=scope):
@@ -628,78 +640,112 @@ def issue_lease(c: Collector, *, caller: Caller) -> tuple[str, FleetState]:
     ), state
 
 
-def _sse(event: str, data: dict[str, Any]) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-async def lease_stream(c: Collector, *, caller: Caller) -> AsyncIterator[str]:
-    """Server-sent events: a lease every TTL/3, ``halt`` and ``resume`` at once, notices.
+@functools.lru_cache(maxsize=16)
+def _state_frame(event: str, generation: int) -> bytes:
+    """``halt`` and ``resume`` are the same bytes for every stream: encoded once."""
+    return _sse(event, {"generation": generation})
 
-    The device's standing (revoked, consent) is read at connect, whenever a notice concerns
-    it, and once a minute; the hot path of a renewal reads nothing.
+
+_WAITING: Final = b": waiting\n\n"
+
+
+class LeaseSession:
+    """One device's lease stream (server-sent events): a lease every TTL/3, ``halt`` and
+    ``resume`` at once, notices about this device or its contributor.
+
+    Renewals come from the fleet bus's renewal wheel, not a timer per stream. A renewal
+    resends the device's lease of the current generation, re-signed only when the
+    generation changed or the token is ``LEASE_RESIGN_SECONDS`` old: the agent times a
+    lease from its arrival, so a fresh signature every few seconds would prove nothing
+    more and cost a signature per device per renewal. The device's standing (revoked,
+    consent) is read at connect, whenever a notice concerns it, after the bus missed
+    notices, and every ``RECHECK_SECONDS`` as a safety net.
     """
-    require(caller, "device")
-    device_id, pseudonym = caller.device_id, caller.pseudonym
-    assert device_id is not None and pseudonym is not None
-    listener = c.fleet.listen()
-    renew = c.lease_ttl / 3
-    try:
-        ok, why = await asyncio.to_thread(_device_may_lease, c, device_id)
-        state = c.fleet.state
-        sent_halt = -1
-        recheck_at = asyncio.get_running_loop().time() + RECHECK_SECONDS
-        if state.halted:
-            sent_halt = state.generation
-            yield _sse("halt", {"generation": state.generation})
-        elif not ok:
-            yield _sse("refused", {"reason": why})
-        while True:
-            st = c.fleet.state
-            if ok and c.fleet.may_issue():
-                c.count("leases_issued")
-                yield _sse(
-                    "lease",
-                    {
-                        "lease": c.signer.issue(
-                            device=device_id, generation=st.generation, ttl_s=c.lease_ttl
-                        ),
-                        "generation": st.generation,
-                        "ttl_s": c.lease_ttl,
-                    },
-                )
-            else:
-                yield ": waiting\n\n"
-            deadline = asyncio.get_running_loop().time() + renew
-            while True:
-                left = deadline - asyncio.get_running_loop().time()
-                if left <= 0:
-                    break
-                try:
-                    msg = await asyncio.wait_for(listener.get(), timeout=left)
-                except TimeoutError:
-                    break
-                if isinstance(msg, FleetState):
-                    if msg.halted and msg.generation > sent_halt:
-                        sent_halt = msg.generation
-                        yield _sse("halt", {"generation": msg.generation})
-                    elif not msg.halted:
-                        yield _sse("resume", {"generation": msg.generation})
-                        break  # a lease right away
-                elif msg.kind == "device-revoked" and msg.subject == device_id:
-                    yield _sse("device-revoked", {})
-                    return
-                elif msg.kind == "consent-withdrawn" and msg.subject == pseudonym:
-                    ok = False
-                    yield _sse("consent-withdrawn", {})
-                elif msg.kind == "manifest":
-                    yield _sse("manifest", {"version": int(msg.subject)})
-                    ok, why = await asyncio.to_thread(_device_may_lease, c, device_id)
-            # A safety net for a notice this process missed; notices do the real work.
-            if asyncio.get_running_loop().time() >= recheck_at:
-                recheck_at = asyncio.get_running_loop().time() + RECHECK_SECONDS
-                ok, why = await asyncio.to_thread(_device_may_lease, c, device_id)
-    finally:
-        listener.close()
+
+    def __init__(self, c: Collector, *, caller: Caller) -> None:
+        require(caller, "device")
+        assert caller.device_id is not None and caller.pseudonym is not None
+        self._c = c
+        self.device_id = caller.device_id
+        self._renew = c.lease_ttl / 3
+        self.listener = c.fleet.listen(
+            renew_every=self._renew, device=caller.device_id, pseudonym=caller.pseudonym
+        )
+        self._frame = b""
+        self._frame_generation = -1
+        self._signed_at = 0.0
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _lease_frame(self, generation: int) -> bytes:
+        now = time.monotonic()
+        if generation != self._frame_generation or now - self._signed_at > LEASE_RESIGN_SECONDS:
+            c = self._c
+            token = c.signer.issue(device=self.device_id, generation=generation, ttl_s=c.lease_ttl)
+            self._frame = _sse(
+                "lease", {"lease": token, "generation": generation, "ttl_s": c.lease_ttl}
+            )
+            self._frame_generation, self._signed_at = generation, now
+        return self._frame
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        """The stream's frames until the device is revoked or :meth:`close` is called."""
+        c, lst = self._c, self.listener
+        # Spread the safety-net rechecks of streams that opened together.
+        rechecks_every = max(1, round(RECHECK_SECONDS / self._renew))
+        renewals = random.randrange(rechecks_every)
+        try:
+            ok, why = await asyncio.to_thread(_device_may_lease, c, self.device_id)
+            state = c.fleet.state
+            sent_halt = -1
+            if state.halted:
+                sent_halt = state.generation
+                yield _state_frame("halt", state.generation)
+            elif not ok:
+                yield _sse("refused", {"reason": why})
+            send_lease = True
+            while not lst.closed:
+                if send_lease:
+                    if ok and c.fleet.may_issue():
+                        c.count("leases_issued")
+                        yield self._lease_frame(c.fleet.state.generation)
+                    else:
+                        yield _WAITING
+                    send_lease = False
+                await lst.wait()
+                recheck = False
+                for msg in lst.messages():
+                    if isinstance(msg, FleetState):
+                        if msg.halted and msg.generation > sent_halt:
+                            sent_halt = msg.generation
+                            yield _state_frame("halt", msg.generation)
+                        elif not msg.halted:
+                            yield _state_frame("resume", msg.generation)
+                            send_lease = True  # a lease right away
+                    elif msg.kind == "device-revoked":
+                        yield _sse("device-revoked", {})
+                        return
+                    elif msg.kind == "consent-withdrawn":
+                        ok = False
+                        yield _sse("consent-withdrawn", {})
+                    elif msg.kind == "manifest":
+                        yield _sse("manifest", {"version": int(msg.subject)})
+                        recheck = True
+                if lst.take_renewal():
+                    send_lease = True
+                    renewals += 1
+                    if renewals % rechecks_every == 0 or lst.recheck:
+                        recheck = True
+                if recheck:
+                    lst.recheck = False
+                    ok, why = await asyncio.to_thread(_device_may_lease, c, self.device_id)
+        finally:
+            lst.close()
 
 
 async def set_halted(c: Collector, *, caller: Caller, halted: bool, reason: str) -> FleetState:
@@ -716,10 +762,12 @@ async def set_halted(c: Collector, *, caller: Caller, halted: bool, reason: str)
         event = KillSwitchReleasedEvent(
             t=now, principal=caller.name, role=caller.role, justification=reason
         )
+    # The audit append runs off the event loop: while it writes, the loop is pushing the
+    # halt to thousands of streams.
     if halted:
         state = await c.fleet.set_halted(True, by=caller.name)
-        c.audit(event)
+        await asyncio.to_thread(c.audit, event)
     else:
-        c.audit(event)
+        await asyncio.to_thread(c.audit, event)
         state = await c.fleet.set_halted(False, by=caller.name)
     return state

@@ -66,7 +66,9 @@ def _secret(rng: random.Random) -> str:
             rng.choices(alnum, k=24)
         )
     if kind == 4:
-        payload = json.dumps({"sub": str(rng.randrange(10**6)), "iat": rng.randrange(10**9, 2 * 10**9)})
+        payload = json.dumps(
+            {"sub": str(rng.randrange(10**6)), "iat": rng.randrange(10**9, 2 * 10**9)}
+        )
         body = base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
         signature = "".join(rng.choices(string.ascii_letters + string.digits + "-_", k=43))
         return f"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.{body}.{signature}"
@@ -74,7 +76,9 @@ def _secret(rng: random.Random) -> str:
 
 
 def _card(fake: Faker, rng: random.Random) -> str:
-    number = str(fake.credit_card_number(card_type=rng.choice(["visa16", "mastercard", "discover"])))
+    number = str(
+        fake.credit_card_number(card_type=rng.choice(["visa16", "mastercard", "discover"]))
+    )
     sep = rng.choice(["", " ", " ", "-", "."])
     if not sep:
         return number
@@ -289,12 +293,18 @@ def typed_cases(n: int, *, seed: int = 0) -> list[TypedCase]:
         if roll == 9:
             value = values.draw(PASSWORD)
             title = rng.choice(
-                ["Sign in - Google Accounts", "[sudo] password for alex", "Unlock Keyring",
-                 "ssh alex@build01", "Enter passphrase"]
+                [
+                    "Sign in - Google Accounts",
+                    "[sudo] password for alex",
+                    "Unlock Keyring",
+                    "ssh alex@build01",
+                    "Enter passphrase",
+                ]
             )
             cases.append(
-                TypedCase("password-field", value, (Planted(PASSWORD, value, 0, len(value)),),
-                          title=title)
+                TypedCase(
+                    "password-field", value, (Planted(PASSWORD, value, 0, len(value)),), title=title
+                )
             )
             continue
         kind = kinds[i % len(kinds)]
@@ -305,16 +315,19 @@ def typed_cases(n: int, *, seed: int = 0) -> list[TypedCase]:
             if rng.random() < 0.3:
                 text += rng.choice(BENIGN) + "\n"
             filled, found = _fill(line, values)
-            planted.extend(Planted(p.entity, p.value, p.start + len(text), p.end + len(text))
-                           for p in found)
+            planted.extend(
+                Planted(p.entity, p.value, p.start + len(text), p.end + len(text)) for p in found
+            )
             text += filled + "\n"
         if rng.random() < 0.1:
             text, planted = _disguise(text, planted, rng)
             kind += "+zero-width"
         elif rng.random() < 0.1:
             emoji = rng.choice(BAD_TEXT)
-            planted = [Planted(p.entity, p.value, p.start + len(emoji) + 1, p.end + len(emoji) + 1)
-                       for p in planted]
+            planted = [
+                Planted(p.entity, p.value, p.start + len(emoji) + 1, p.end + len(emoji) + 1)
+                for p in planted
+            ]
             text = emoji + " " + text
             kind += "+non-latin"
         cases.append(TypedCase(kind, text, tuple(planted)))
@@ -363,10 +376,22 @@ class Screen:
 
 
 THEMES: Final = {
-    "light": {"bg": (250, 250, 250), "fg": (28, 28, 30), "side": (236, 238, 242),
-              "side_fg": (60, 64, 72), "bar": (222, 224, 228), "line": (200, 200, 205)},
-    "dark": {"bg": (30, 31, 34), "fg": (220, 221, 222), "side": (43, 45, 49),
-             "side_fg": (180, 184, 190), "bar": (55, 57, 62), "line": (70, 72, 78)},
+    "light": {
+        "bg": (250, 250, 250),
+        "fg": (28, 28, 30),
+        "side": (236, 238, 242),
+        "side_fg": (60, 64, 72),
+        "bar": (222, 224, 228),
+        "line": (200, 200, 205),
+    },
+    "dark": {
+        "bg": (30, 31, 34),
+        "fg": (220, 221, 222),
+        "side": (43, 45, 49),
+        "side_fg": (180, 184, 190),
+        "bar": (55, 57, 62),
+        "line": (70, 72, 78),
+    },
 }
 
 
@@ -375,8 +400,9 @@ def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(f"{FONT_DIR}/{path}", size)
 
 
-def screen_spec(rng: random.Random, values: Values, *, sizes: tuple[int, ...] = SIZES,
-                dense: bool | None = None) -> ScreenSpec:
+def screen_spec(
+    rng: random.Random, values: Values, *, sizes: tuple[int, ...] = SIZES, dense: bool | None = None
+) -> ScreenSpec:
     size = rng.choice(sizes)
     dense = rng.random() < 0.5 if dense is None else dense
     kind = rng.choice(sorted(TEMPLATES))
@@ -388,8 +414,22 @@ def screen_spec(rng: random.Random, values: Values, *, sizes: tuple[int, ...] = 
         font=rng.choice(FONTS),
         size=size,
         rows=[],
-        sidebar=rng.sample(["Inbox", "Starred", "Drafts", "Projects", "Reports", "Settings",
-                            "Team", "Calendar", "Files", "Billing", "Help"], k=6),
+        sidebar=rng.sample(
+            [
+                "Inbox",
+                "Starred",
+                "Drafts",
+                "Projects",
+                "Reports",
+                "Settings",
+                "Team",
+                "Calendar",
+                "Files",
+                "Billing",
+                "Help",
+            ],
+            k=6,
+        ),
         title=f"{kind} - keystep synthetic",
         seed=rng.randrange(2**31),
     )
@@ -406,13 +446,13 @@ def screen_spec(rng: random.Random, values: Values, *, sizes: tuple[int, ...] = 
 @lru_cache(maxsize=4096)
 def _ink_box(font: ImageFont.FreeTypeFont, ch: str) -> tuple[int, int, int, int] | None:
     """The box of the pixels ``ch`` inks when drawn at (0, 0): its glyph box."""
-    size = font.size * 3
-    scratch = Image.new("L", (size, size), 0)
-    ImageDraw.Draw(scratch).text((font.size, font.size), ch, font=font, fill=255)
+    origin = int(font.size)
+    scratch = Image.new("L", (origin * 3, origin * 3), 0)
+    ImageDraw.Draw(scratch).text((origin, origin), ch, font=font, fill=255)
     box = scratch.getbbox()
     if box is None:
         return None
-    return box[0] - font.size, box[1] - font.size, box[2] - font.size, box[3] - font.size
+    return box[0] - origin, box[1] - origin, box[2] - origin, box[3] - origin
 
 
 def render(spec: ScreenSpec) -> Screen:
@@ -438,7 +478,7 @@ def render(spec: ScreenSpec) -> Screen:
             break
         draw.text((x0, y), row, font=font, fill=theme["fg"])
         box = draw.textbbox((x0, y), row, font=font)
-        text_pixels += max(0, box[2] - box[0]) * max(0, box[3] - box[1])
+        text_pixels += int(max(0, box[2] - box[0]) * max(0, box[3] - box[1]))
         for entity, value in spec.planted_rows.get(i, []):
             at = row.find(value)
             if at < 0:
@@ -458,8 +498,16 @@ def render(spec: ScreenSpec) -> Screen:
 
 def mutate(spec: ScreenSpec, rng: random.Random, values: Values, *, rows: int = 2) -> ScreenSpec:
     """The next frame of the same window: a few rows retyped (under 20% of the screen)."""
-    new = ScreenSpec(spec.theme, spec.font, spec.size, list(spec.rows), spec.sidebar, spec.title,
-                     spec.seed, {k: list(v) for k, v in spec.planted_rows.items()})
+    new = ScreenSpec(
+        spec.theme,
+        spec.font,
+        spec.size,
+        list(spec.rows),
+        spec.sidebar,
+        spec.title,
+        spec.seed,
+        {k: list(v) for k, v in spec.planted_rows.items()},
+    )
     kind = spec.title.split(" ")[0]
     for i in rng.sample(range(len(new.rows)), k=min(rows, len(new.rows))):
         line, found = _fill(rng.choice(TEMPLATES[kind]), values)

@@ -111,11 +111,14 @@ class Report:
             ),
             "screen_precision": self.screen_precision,
             "masked_area_of_screen": self.masked_pixels / self.screen_pixels
-            if self.screen_pixels else 0.0,
+            if self.screen_pixels
+            else 0.0,
             "masked_area_of_text": self.masked_pixels / self.text_pixels
-            if self.text_pixels else 0.0,
+            if self.text_pixels
+            else 0.0,
             "frame_ms_median": statistics.median(self.frame_seconds) * 1000
-            if self.frame_seconds else None,
+            if self.frame_seconds
+            else None,
             "text_ms_per_kb": self.text_ms_per_kb,
             "failures": self.failures(),
             "bad_input": self.bad.bad_summary() if self.bad else None,
@@ -128,7 +131,8 @@ class Report:
             "leaks": {e: c.screen_leaks for e, c in sorted(self.entities.items())},
             "planted": {e: c.screen_planted for e, c in sorted(self.entities.items())},
             "box_coverage": self.glyphs_small_covered / self.glyphs_small
-            if self.glyphs_small else None,
+            if self.glyphs_small
+            else None,
             "frame_ms_max": max(self.frame_seconds) * 1000 if self.frame_seconds else None,
         }
 
@@ -137,8 +141,7 @@ class Report:
             return f"{a / b:.3f}" if b else "-"
 
         lines = [
-            f"redaction {self.settings_version}: {self.cases} typed cases, "
-            f"{self.screens} screens",
+            f"redaction {self.settings_version}: {self.cases} typed cases, {self.screens} screens",
             f"{'entity':<18}{'typed':>6}{'recall':>8}{'prec':>7}{'leaks':>6}"
             f"{'screen':>8}{'recall':>8}{'leaks':>6}",
         ]
@@ -255,15 +258,23 @@ def evaluate_screen(redactor: Redactor, screen: Screen, index: int, report: Repo
 
 
 def run(
-    *, cases: int = 500, screen_count: int = 40, seed: int = 0, bad_screens: int = 0,
+    *,
+    cases: int = 500,
+    screen_count: int = 40,
+    seed: int = 0,
+    bad_screens: int = 0,
     settings: RedactionSettings | None = None,
 ) -> Report:
     """Evaluate a fresh Redactor (directory names from the corpus) on a fresh corpus."""
     base = settings or RedactionSettings()
     settings = RedactionSettings(
-        version=base.version, replacement=base.replacement, countries=base.countries,
-        names=directory(seed), screen=screen_count + bad_screens > 0,
-        frame_budget_s=base.frame_budget_s, workers=base.workers,
+        version=base.version,
+        replacement=base.replacement,
+        countries=base.countries,
+        names=directory(seed),
+        screen=screen_count + bad_screens > 0,
+        frame_budget_s=base.frame_budget_s,
+        workers=base.workers,
     )
     report = Report(settings.version, cases, screen_count)
     with Redactor(settings, episode_salt=seed.to_bytes(8, "big") + b"eval") as redactor:

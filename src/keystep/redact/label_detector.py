@@ -17,24 +17,27 @@ from keystep.redact.spans import (
 
 _LABELS: Final[tuple[tuple[str, str], ...]] = (
     (r"pass(?:word|wd|phrase|code)?|pwd|pin(?:\s*code)?", PASSWORD),
-    (r"(?:api|access|secret|auth|private)[\s_\-]*(?:key|token)(?:[\s_\-]*id)?|token|secret|"
-     r"client[\s_\-]?secret",
-     SECRET),
+    (
+        r"(?:api|access|secret|auth|private)[\s_\-]*(?:key|token)(?:[\s_\-]*id)?|token|secret|"
+        r"client[\s_\-]?secret",
+        SECRET,
+    ),
     (r"ssn|social\s+security(?:\s+(?:no|number|#))?", US_SSN),
     (r"iban|account\s+(?:no|number|#)|acct(?:\s+no)?", IBAN),
-    (r"d\.?o\.?b\.?|date\s+of\s+birth|birth\s*date|birthday|born(?:\s+on)?", DATE_OF_BIRTH),
+    (r"d\.?o\.?b\.?|date\s+of\s+birth|birth\s*date|birthday|bo(?:rn|m)(?:\s+on)?", DATE_OF_BIRTH),
 )
 # "label: value" / "label = value" / "label is value". The value is one token, except for
 # dates of birth and passphrases which may have spaces ("March 3, 1985").
 _RE: Final = re.compile(
-    r"(?<![A-Za-z0-9])(?:" + "|".join(f"(?P<g{i}>{pattern})" for i, (pattern, _) in enumerate(_LABELS))
+    r"(?<![A-Za-z0-9])(?:"
+    + "|".join(f"(?P<g{i}>{pattern})" for i, (pattern, _) in enumerate(_LABELS))
     + r")(?P<sep>\s*[:=]\s*|\s+(?:is|was)\s+|\s*[:=]?\s*\"|\s*[:=]?\s*')"
     r"(?P<value>[^\s\"']{3,}(?:[ ,]{1,2}\d{1,4}[^\s\"']*){0,2})",
     re.I,
 )
 _PROSE_VALUE: Final = re.compile(r"^[a-z]+[.,!?]?$")
 _DOB: Final = re.compile(
-    r"(?<![\w])(?:d\.?o\.?b\.?|date\s*of\s*birth|birth\s*date|birthday|born(?:\s+on)?)"
+    r"(?<![\w])(?:d\.?o\.?b\.?|date\s*of\s*birth|birth\s*date|birthday|bo(?:rn|m)(?:\s+on)?)"
     r"[\s:=,]*(?P<value>\d{1,2}\s?[/.\-]\s?\d{1,2}\s?[/.\-]\s?\d{2,4}|"
     r"\d{4}\s?[/.\-]\s?\d{1,2}\s?[/.\-]\s?\d{1,2}|"
     r"[A-Z][a-z]{2,8}\.?\s*\d{1,2}(?:st|nd|rd|th)?,?\s*\d{4}|\d{1,2}\s*[A-Z][a-z]{2,8}\.?,?\s*\d{4})",
@@ -72,11 +75,16 @@ class LabelledValueDetector:
             )
             start = m.start("value")
             spans.append(Span(start, start + len(value), entity, 0.85))
-        spans.extend(Span(m.start("value"), m.end("value"), DATE_OF_BIRTH) for m in _DOB.finditer(text))
+        spans.extend(
+            Span(m.start("value"), m.end("value"), DATE_OF_BIRTH) for m in _DOB.finditer(text)
+        )
         for m in _NUMBER_LABELS.finditer(text):
-            entity = US_SSN if m.group("label").lower().startswith(("ssn", "social")) else CREDIT_CARD
+            entity = (
+                US_SSN if m.group("label").lower().startswith(("ssn", "social")) else CREDIT_CARD
+            )
             spans.append(Span(m.start("value"), m.end("value"), entity, 0.8))
         spans.extend(
-            Span(m.start("value"), m.end("value"), PASSWORD) for m in _URL_CREDENTIALS.finditer(text)
+            Span(m.start("value"), m.end("value"), PASSWORD)
+            for m in _URL_CREDENTIALS.finditer(text)
         )
         return spans

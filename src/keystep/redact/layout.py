@@ -62,7 +62,7 @@ def _remove_long_runs(edges: Mask, axis: int, limit: int) -> None:
         view[rows_s[i], cols_s[i] : cols_e[i]] = False
 
 
-def _runs(profile: npt.NDArray[np.bool_], min_gap: int) -> list[tuple[int, int]]:
+def _runs(profile: npt.NDArray[np.bool_] | np.bool_, min_gap: int) -> list[tuple[int, int]]:
     """Runs of True in ``profile`` separated by at least ``min_gap`` False entries."""
     idx = np.flatnonzero(profile)
     if idx.size == 0:

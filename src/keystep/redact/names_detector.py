@@ -8,9 +8,14 @@ from typing import Final
 
 from keystep.redact.spans import PERSON, Span
 
-
 _OCR_CONFUSIONS: Final = (
-    ("m", "rn"), ("rn", "m"), ("I", "l"), ("l", "I"), ("d", "cl"), ("li", "h"), ("vv", "w"),
+    ("m", "rn"),
+    ("rn", "m"),
+    ("I", "l"),
+    ("l", "I"),
+    ("d", "cl"),
+    ("li", "h"),
+    ("vv", "w"),
 )
 
 

@@ -49,6 +49,7 @@ class OcrEngine(ABC):
     @abstractmethod
     def read_words(self, gray: npt.NDArray[np.uint8], *, deadline: float) -> list[Word]: ...
 
+    @abstractmethod
     def close(self) -> None:
         """Release native resources."""
 
@@ -150,15 +151,24 @@ class OcrPool:
     def _work(self, make_engine: Callable[[], OcrEngine], ready: threading.Barrier) -> None:
         try:
             engine = make_engine()
+        except Exception:
+            # The constructor waiting on the barrier reports the failure.
+            ready.abort()
+            return
+        try:
             # The first recognition loads the LSTM model: pay that now, not on frame one.
             warm = np.full((24, 64), 255, dtype=np.uint8)
             warm[8:16, 8:56] = 0
             engine.read_words(warm, deadline=time.monotonic() + 30)
         except Exception:
-            # The constructor waiting on the barrier reports the failure.
+            engine.close()
             ready.abort()
             return
-        ready.wait()
+        try:
+            ready.wait()
+        except threading.BrokenBarrierError:
+            engine.close()  # another worker failed to start: the pool is not built
+            return
         try:
             while (job := self._queue.get()) is not None:
                 if not job.future.set_running_or_notify_cancel():

@@ -87,7 +87,7 @@ class OcrCredentialDetector:
     name = "ocr-credentials"
 
     def detect(self, text: str) -> list[Span]:
-        spans = []
+        spans: list[Span] = []
         if "//" in text:
             spans.extend(
                 Span(m.start("value"), m.end("value"), PASSWORD, 0.8)

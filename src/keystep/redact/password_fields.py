@@ -10,19 +10,32 @@ from typing import Final
 # secret is being typed. "sign in"/"log in" pages get the whole run masked, user name
 # included: losing a user name is cheaper than keeping a password.
 _PASSWORD_WORDS: Final = re.compile(
-    r"pass(?:word|wd|phrase|code|key)|\bpin\b|\bpin\s*code|sign[\s\-]?in|log[\s\-]?in|"
+    r"pass(?:word|wd|phrase|code|key)|\bpin\b|\bpin\s*code|\bsign[\s\-]?in\b|\blog[\s\-]?in\b|"
     r"\bsudo\b|\bssh\b|\bsu\b|unlock|authenticat|credential|\b2fa\b|\bmfa\b|\botp\b|"
     r"one[\s\-]time\s+code|verification\s+code|security\s+code|\bcvv\b|\bcvc\b|"
-    r"keychain|keyring|kwallet|pinentry|askpass|polkit|secret",
+    r"keychain|keyring|kwallet|pinentry|askpass|polkit|\bsecret\b",
     re.I,
 )
 # Applications that only ever ask for secrets.
 _PASSWORD_APPS: Final = frozenset(
     {
-        "pinentry", "pinentry-gtk-2", "pinentry-gnome3", "pinentry-qt", "ssh-askpass",
-        "ksshaskpass", "x11-ssh-askpass", "polkit-gnome-authentication-agent-1",
-        "polkit-kde-authentication-agent-1", "gcr-prompter", "gnome-keyring-prompt",
-        "kwalletd5", "kwalletd6", "keepassxc", "1password", "bitwarden", "lxpolkit",
+        "pinentry",
+        "pinentry-gtk-2",
+        "pinentry-gnome3",
+        "pinentry-qt",
+        "ssh-askpass",
+        "ksshaskpass",
+        "x11-ssh-askpass",
+        "polkit-gnome-authentication-agent-1",
+        "polkit-kde-authentication-agent-1",
+        "gcr-prompter",
+        "gnome-keyring-prompt",
+        "kwalletd5",
+        "kwalletd6",
+        "keepassxc",
+        "1password",
+        "bitwarden",
+        "lxpolkit",
     }
 )
 # A terminal prompt with echo off: what sudo, ssh, su, passwd, gpg and mysql print last.
@@ -38,10 +51,7 @@ def is_password_context(*, app: str | None, title: str | None, field: str | None
     """True when text typed in this window and field must become ``<PASSWORD>``."""
     if app and app.strip().lower() in _PASSWORD_APPS:
         return True
-    for value in (field, title, app):
-        if value and _PASSWORD_WORDS.search(value):
-            return True
-    return False
+    return any(value and _PASSWORD_WORDS.search(value) for value in (field, title, app))
 
 
 def is_echo_off_prompt(terminal_tail: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from itertools import pairwise
 from typing import ClassVar, Final
 
 from keystep.redact.spans import PASSWORD, Span
@@ -53,7 +54,7 @@ def _class_switches(token: str) -> float:
     def cls(ch: str) -> int:
         return 0 if ch.islower() else 1 if ch.isupper() else 2 if ch.isdigit() else 3
 
-    switches = sum(cls(a) != cls(b) for a, b in zip(token, token[1:], strict=False))
+    switches = sum(cls(a) != cls(b) for a, b in pairwise(token))
     return switches / max(1, len(token) - 1)
 
 
@@ -79,7 +80,9 @@ class PasswordTokenDetector:
             while end - start > 2 and _PAIRS.get(text[start]) == text[end - 1]:
                 start += 1
                 end -= 1
-            while start < end and text[start] in _PAIRS and _PAIRS[text[start]] not in text[start:end]:
+            while (
+                start < end and text[start] in _PAIRS and _PAIRS[text[start]] not in text[start:end]
+            ):
                 start += 1  # an opening quote whose partner is past the token's end
             token = text[start:end]
             if self.is_password_like(token):

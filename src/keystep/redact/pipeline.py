@@ -66,13 +66,12 @@ class Redactor:
                     OcrEmailDetector(),
                     OcrCredentialDetector(),
                     OcrLabelledValueDetector(),
-                ], self._pool
+                ],
+                self._pool,
             )
         self._closed = threading.Event()
 
-    def is_password_context(
-        self, *, app: str | None, title: str | None, field: str | None
-    ) -> bool:
+    def is_password_context(self, *, app: str | None, title: str | None, field: str | None) -> bool:
         return is_password_context(app=app, title=title, field=field)
 
     def redact_text(

@@ -91,7 +91,9 @@ _BY_COUNTRY: Final[dict[str, tuple[_Rule, ...]]] = {
         _Rule(UsItinRecognizer, "digit", {"US_ITIN": US_ITIN}),
         _Rule(UsPassportRecognizer, "digit", {"US_PASSPORT": US_PASSPORT}, context_only=True),
         _Rule(
-            UsLicenseRecognizer, "digit", {"US_DRIVER_LICENSE": US_DRIVER_LICENSE},
+            UsLicenseRecognizer,
+            "digit",
+            {"US_DRIVER_LICENSE": US_DRIVER_LICENSE},
             context_only=True,
         ),
     ),
@@ -191,13 +193,14 @@ class PresidioDetector:
             if rule.context_only and (context is None or context.search(lowered) is None):
                 continue
             for offset, part in self._parts(text, rule):
+                # Pattern recognizers take no NLP artifacts (Presidio types them as required).
                 results: list[Any] = recognizer.analyze(
-                    part, entities=recognizer.supported_entities, nlp_artifacts=None
+                    part,
+                    entities=recognizer.supported_entities,
+                    nlp_artifacts=None,  # type: ignore[arg-type]
                 )
                 for result in results:
-                    spans.extend(
-                        self._accept(result, offset, rule, context, lowered)
-                    )
+                    spans.extend(self._accept(result, offset, rule, context, lowered))
         return spans
 
     @staticmethod

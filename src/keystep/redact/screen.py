@@ -66,6 +66,12 @@ class FrameResult:
 
 
 @dataclass(frozen=True, slots=True)
+class _Layout:
+    rows: npt.NDArray[np.uint64]  # a hash of every pixel row of the frame
+    regions: list[Region]
+
+
+@dataclass(frozen=True, slots=True)
 class _Placed:
     word: Word  # in frame coordinates
     region: int
@@ -83,6 +89,7 @@ class ScreenRedactor:
         # again, wherever it moved to (scrolling).
         self._ocr_cache: OrderedDict[str, OrderedDict[bytes, list[Word]]] = OrderedDict()
         self._detect_cache: OrderedDict[str, list[Span]] = OrderedDict()
+        self._layouts: OrderedDict[str, _Layout] = OrderedDict()
 
     def redact(
         self,
@@ -98,33 +105,54 @@ class ScreenRedactor:
         height, width = out.shape[:2]
         if not ocr:
             return first
-        gray = to_gray(out)
-        regions = [r for r in find_text_regions(gray) if r.w >= MIN_REGION_WIDTH]
-        read = self._read(gray, regions, window_key, deadline)
+        rows = _row_hashes(out)
+        regions = self._layout(out, rows, window_key)
+        read = self._read(out, regions, window_key, deadline)
         if read is None:
             return None
         words, recognised = read
-        boxes = [_clip(b, width, height) for b in self._flag(regions, words)]
+        boxes = [_clip(b, width, height) for b in self._flag(out, regions, words)]
         boxes = [b for b in boxes if b.w and b.h]
         for box in boxes:
             out[box.y : box.y + box.h, box.x : box.x + box.w] = FILL
+        with self._lock:
+            self._layouts[window_key] = _Layout(rows, regions)
+            self._layouts.move_to_end(window_key)
+            if len(self._layouts) > CACHE_WINDOWS:
+                self._layouts.popitem(last=False)
         return FrameResult(out, first.boxes + boxes, len(regions), recognised)
+
+    def _layout(self, frame: Image, rows: npt.NDArray[np.uint64], window_key: str) -> list[Region]:
+        """Text regions of ``frame``: laid out again only in the bands of rows that changed
+        since the previous kept frame of this window; elsewhere the previous regions stand."""
+        with self._lock:
+            previous = self._layouts.get(window_key)
+        if previous is not None and previous.rows.shape == rows.shape:
+            changed = np.flatnonzero(previous.rows != rows)
+            if changed.size == 0:
+                return previous.regions
+            if changed.size <= rows.size // 2:
+                regions = _relayout(frame, previous.regions, changed)
+                if regions is not None:
+                    return regions
+        return [r for r in find_text_regions(to_gray(frame)) if r.w >= MIN_REGION_WIDTH]
 
     def forget(self, window_key: str) -> None:
         with self._lock:
             self._ocr_cache.pop(window_key, None)
+            self._layouts.pop(window_key, None)
 
     def _read(
-        self, gray: Image, regions: list[Region], window_key: str, deadline: float
+        self, frame: Image, regions: list[Region], window_key: str, deadline: float
     ) -> tuple[list[list[_Placed]], int] | None:
         """Words of every region in frame coordinates and how many regions needed OCR,
         or None past the deadline."""
-        height, width = gray.shape
+        height, width = frame.shape[:2]
         crops = []
         for r in regions:
             x0, y0 = max(0, r.x - MARGIN), max(0, r.y - MARGIN)
             x1, y1 = min(width, r.x + r.w + MARGIN), min(height, r.y + r.h + MARGIN)
-            crop = gray[y0:y1, x0:x1]
+            crop = frame[y0:y1, x0:x1]
             key = xxhash.xxh3_128_digest(crop.tobytes()) + crop.shape[1].to_bytes(4, "little")
             crops.append((x0, y0, crop, key))
         with self._lock:
@@ -137,9 +165,13 @@ class ScreenRedactor:
                 self._ocr_cache.move_to_end(window_key)
             known = [cache.get(key) for _, _, _, key in crops]
         pending: dict[int, Future[list[Word]]] = {}
-        for i, (_, _, crop, _) in enumerate(crops):
-            if known[i] is None:
-                pending[i] = self._pool.submit(crop, deadline=deadline)
+        # Longest lines first, so the pool's workers finish together (LPT scheduling).
+        todo = sorted(
+            (i for i in range(len(crops)) if known[i] is None),
+            key=lambda i: -crops[i][2].shape[1] / max(1, crops[i][2].shape[0]),
+        )
+        for i in todo:
+            pending[i] = self._pool.submit(to_gray(crops[i][2]), deadline=deadline)
         try:
             for i, future in pending.items():
                 known[i] = future.result(timeout=max(0.0, deadline - time.monotonic()))
@@ -155,10 +187,7 @@ class ScreenRedactor:
         placed: list[list[_Placed]] = []
         for i, (x0, y0, _, _) in enumerate(crops):
             placed.append(
-                [
-                    _Placed(Word(w.text, w.x + x0, w.y + y0, w.w, w.h), i)
-                    for w in known[i] or []
-                ]
+                [_Placed(Word(w.text, w.x + x0, w.y + y0, w.w, w.h), i) for w in known[i] or []]
             )
         return placed, len(pending)
 
@@ -175,7 +204,7 @@ class ScreenRedactor:
                 self._detect_cache.popitem(last=False)
         return spans
 
-    def _flag(self, regions: list[Region], words: list[list[_Placed]]) -> list[Box]:
+    def _flag(self, frame: Image, regions: list[Region], words: list[list[_Placed]]) -> list[Box]:
         boxes: list[Box] = []
         for index, region in enumerate(regions):
             texts = [p.word.text for p in words[index]]
@@ -199,8 +228,13 @@ class ScreenRedactor:
                     if last is not None:
                         # Tesseract splits tokens at tight kerning ("glpat -OgW"); a gap
                         # much narrower than a space is no space at all.
+                        # Only next to punctuation ("example. org", "glpat -OgW"): two
+                        # words whose boxes overlap are still two words.
                         gap = placed.word.x - (last.x + last.w)
-                        if gap >= 0.12 * region.h:
+                        glued = 0 <= gap < 0.12 * region.h and not (
+                            last.text[-1:].isalnum() and placed.word.text[:1].isalnum()
+                        )
+                        if not glued:
                             parts.append(" ")
                             cursor += 1
                     parts.append(placed.word.text)
@@ -215,8 +249,72 @@ class ScreenRedactor:
             for span in self._spans(text):
                 hit = [i for i, (s, e, _) in enumerate(offsets) if s < span.end and e > span.start]
                 hit = _glued(hit, placed_row, regions, wide=span.entity in _RANDOM_LOOKING)
-                boxes.extend(_cover(hit, placed_row, regions, span.entity))
+                boxes.extend(_cover(hit, placed_row, regions, span.entity, frame))
         return boxes
+
+
+def _row_hashes(frame: Image) -> npt.NDArray[np.uint64]:
+    """A 64-bit hash of each pixel row (about 1 ms for 1280x800)."""
+    data = np.ascontiguousarray(frame)
+    return np.fromiter(
+        (xxhash.xxh3_64_intdigest(row.tobytes()) for row in data.reshape(data.shape[0], -1)),
+        dtype=np.uint64,
+        count=data.shape[0],
+    )
+
+
+def _relayout(
+    frame: Image, previous: list[Region], changed: npt.NDArray[np.intp]
+) -> list[Region] | None:
+    """Previous regions clear of the changed rows, plus a fresh layout of the bands of
+    changed rows; None when a band's ink runs past its edge (then lay out everything)."""
+    height = frame.shape[0]
+    breaks = np.flatnonzero(np.diff(changed) > 8)
+    bands = [
+        [int(a), int(b) + 1]
+        for a, b in zip(
+            np.concatenate(([changed[0]], changed[breaks + 1])),
+            np.concatenate((changed[breaks], [changed[-1]])),
+            strict=True,
+        )
+    ]
+    # A few unchanged rows of margin, then grow every band over each previous region it
+    # touches (until nothing changes): a band never cuts a region that stays.
+    merged = [[max(0, a - 3), min(height, b + 3)] for a, b in bands]
+    while True:
+        grown = sorted(
+            [
+                min([a, *(r.y for r in previous if r.y < b and r.y + r.h > a)]),
+                max([b, *(r.y + r.h for r in previous if r.y < b and r.y + r.h > a)]),
+            ]
+            for a, b in merged
+        )
+        joined: list[list[int]] = []
+        for a, b in grown:
+            if joined and a <= joined[-1][1]:
+                joined[-1][1] = max(joined[-1][1], b)
+            else:
+                joined.append([a, b])
+        if joined == merged:
+            break
+        merged = joined
+    kept = [r for r in previous if all(r.y + r.h <= a or r.y >= b for a, b in merged)]
+    for a, b in merged:
+        for r in find_text_regions(to_gray(frame[a:b])):
+            # Ink running on across the band's edge: the band cut a line in two.
+            if (r.y == 0 and a > 0 and _ink_in_row(frame, a - 1, r)) or (
+                r.y + r.h == b - a and b < height and _ink_in_row(frame, b, r)
+            ):
+                return None
+            if r.w >= MIN_REGION_WIDTH:
+                kept.append(Region(r.x, r.y + a, r.w, r.h))
+    kept.sort(key=lambda r: (r.y, r.x))
+    return kept
+
+
+def _ink_in_row(frame: Image, y: int, region: Region) -> bool:
+    row = to_gray(frame[y : y + 1, region.x : region.x + region.w]).astype(np.int16)
+    return bool((np.abs(row - int(np.median(row))) > 36).any())
 
 
 def blackout_only(image: Image, blackout: Sequence[tuple[int, int, int, int]]) -> FrameResult:
@@ -258,15 +356,14 @@ def _randomish(word: str) -> bool:
     if len(core) < 2 or (core[0].isupper() and core[1:].islower()) or core.islower():
         return False
     classes = (
-        any(c.islower() for c in core) + any(c.isupper() for c in core)
+        any(c.islower() for c in core)
+        + any(c.isupper() for c in core)
         + any(c.isdigit() for c in core)
     )
     return classes >= 2 or (len(core) >= 4 and not core.isalpha())
 
 
-def _glued(
-    hit: list[int], row: list[_Placed], regions: list[Region], *, wide: bool
-) -> list[int]:
+def _glued(hit: list[int], row: list[_Placed], regions: list[Region], *, wide: bool) -> list[int]:
     """Flagged words grown over neighbours that touch them on screen: OCR puts spaces
     inside tokens ("glpat -OgW...", "example. org") where the pixels have none. Random
     strings (keys, passwords) are grown over gaps up to a monospace space."""
@@ -276,7 +373,9 @@ def _glued(
         for start in hit:
             i = start
             while 0 <= i + direction < len(row):
-                a, b = (row[i], row[i + direction]) if direction == 1 else (row[i + direction], row[i])
+                a, b = (
+                    (row[i], row[i + direction]) if direction == 1 else (row[i + direction], row[i])
+                )
                 gap = b.word.x - (a.word.x + a.word.w)
                 h = min(regions[a.region].h, regions[b.region].h)
                 if a.region != b.region and not wide:
@@ -291,10 +390,34 @@ def _glued(
     return sorted(chosen)
 
 
-def _cover(hit: list[int], row: list[_Placed], regions: list[Region], entity: str) -> list[Box]:
+def _ink_columns(frame: Image, region: Region) -> npt.NDArray[np.bool_]:
+    """Which columns of ``region`` hold ink (pixels far from the region's background)."""
+    gray = to_gray(frame[region.y : region.y + region.h, region.x : region.x + region.w])
+    background = int(np.bincount(gray.ravel(), minlength=256).argmax())
+    far = np.abs(gray.astype(np.int16) - background) > 40
+    return np.asarray(far.any(axis=0), dtype=bool)
+
+
+def _snap(ink: npt.NDArray[np.bool_], start: int, step: int, min_gap: int) -> int:
+    """From column ``start``, walk in direction ``step`` to the first run of ``min_gap``
+    empty columns (a real space between words); the column where that run begins."""
+    i = min(max(start, 0), len(ink) - 1)
+    empty = 0
+    while 0 <= i < len(ink):
+        empty = empty + 1 if not ink[i] else 0
+        if empty >= min_gap:
+            return i - step * (min_gap - 1)
+        i += step
+    return -1 if step < 0 else len(ink)
+
+
+def _cover(
+    hit: list[int], row: list[_Placed], regions: list[Region], entity: str, frame: Image
+) -> list[Box]:
     """Fill rectangles for flagged words: consecutive words of one region become one
     rectangle the full height of the region's ink, reaching over the gaps to the
-    neighbouring words (Tesseract's boxes can cut a glyph short by several pixels)."""
+    neighbouring words and out to the real space around the token in the pixels:
+    Tesseract's word boxes can be off by a whole glyph at small sizes."""
     boxes = []
     by_region: dict[int, list[int]] = {}
     for i in hit:
@@ -315,6 +438,11 @@ def _cover(hit: list[int], row: list[_Placed], regions: list[Region], entity: st
             right = max(right, row[last + 1].word.x + pad // 2)
         else:
             right = max(right, region.x + region.w + 2)
+        ink = _ink_columns(frame, region)
+        min_gap = max(2, round(0.18 * region.h))
+        left = min(left, region.x + _snap(ink, row[first].word.x - region.x, -1, min_gap))
+        end = row[last].word.x + row[last].word.w - 1 - region.x
+        right = max(right, region.x + _snap(ink, end, 1, min_gap) + 1)
         # Underscores and low punctuation sit apart below the line, in a sliver of ink the
         # layout drops as too thin; reach them.
         vpad = max(2, round(0.3 * region.h))

@@ -25,7 +25,8 @@ _CANDIDATE: Final = re.compile(
 )
 _TOKEN_CHARS: Final = re.compile(r"[A-Za-z0-9_\-+/.~]")
 _PRIVATE_KEY: Final = re.compile(
-    r"-----BEGIN[A-Z ]*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END[A-Z ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+    r"-----BEGIN[A-Z ]*PRIVATE KEY(?: BLOCK)?-----.*?"
+    r"(?:-----END[A-Z ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
     re.S,
 )
 
@@ -48,7 +49,8 @@ class SecretsDetector:
 
     def __init__(self) -> None:
         plugins: list[Any] = []
-        for cls in get_mapping_from_secret_type_to_class().values():
+        mapping: dict[str, Any] = get_mapping_from_secret_type_to_class()
+        for cls in mapping.values():
             if cls is IPPublicDetector:
                 continue  # addresses are personal data, handled by the Presidio detector
             if cls is Base64HighEntropyString:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal
 
 REDACTION_VERSION: Final = "r1"
 """The version of the detectors and rules in this package; bump it when what is redacted
@@ -60,4 +60,4 @@ class RedactionSettings:
                 values[key] = float(value)
             else:
                 values[key] = str(value)
-        return cls(**cast(dict[str, Any], values))
+        return cls(**values)

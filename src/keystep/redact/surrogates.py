@@ -37,8 +37,25 @@ _CACHE_SIZE: Final = 20_000
 # Prefixes that say what kind of secret a token is without saying which one: a surrogate
 # keeps them so a model still learns that a GitHub token starts with "ghp_".
 _SECRET_PREFIXES: Final = (
-    "AKIA", "ASIA", "ghp_", "gho_", "ghs_", "ghu_", "github_pat_", "glpat-", "xoxb-", "xoxp-",
-    "xoxa-", "sk_live_", "sk_test_", "pk_live_", "rk_live_", "sk-", "SG.", "npm_", "pypi-",
+    "AKIA",
+    "ASIA",
+    "ghp_",
+    "gho_",
+    "ghs_",
+    "ghu_",
+    "github_pat_",
+    "glpat-",
+    "xoxb-",
+    "xoxp-",
+    "xoxa-",
+    "sk_live_",
+    "sk_test_",
+    "pk_live_",
+    "rk_live_",
+    "sk-",
+    "SG.",
+    "npm_",
+    "pypi-",
     "eyJ",
 )
 
@@ -71,6 +88,10 @@ def _secret(fake: Faker, value: str) -> str:
     return _shaped_like(rng, value)
 
 
+def _shaped(fake: Faker, value: str) -> str:
+    return _shaped_like(fake.random, value)
+
+
 def _password(fake: Faker, value: str) -> str:
     return str(fake.password(length=max(10, min(len(value), 24))))
 
@@ -85,12 +106,16 @@ _MAKERS: Final[dict[str, Callable[[Faker, str], str]]] = {
     US_PASSPORT: lambda f, v: str(f.bothify("?########").upper()),
     US_DRIVER_LICENSE: lambda f, v: str(f.bothify("?#######").upper()),
     IP_ADDRESS: lambda f, v: str(f.ipv4_private()),
-    CRYPTO: lambda f, v: "bc1q" + "".join(f.random.choices(string.ascii_lowercase + "023456789", k=38)),
-    DATE_OF_BIRTH: lambda f, v: f.date_of_birth(minimum_age=18, maximum_age=80).strftime("%m/%d/%Y"),
+    CRYPTO: lambda f, v: (
+        "bc1q" + "".join(f.random.choices(string.ascii_lowercase + "023456789", k=38))
+    ),
+    DATE_OF_BIRTH: lambda f, v: f.date_of_birth(minimum_age=18, maximum_age=80).strftime(
+        "%m/%d/%Y"
+    ),
     PERSON: lambda f, v: str(f.name()),
     SECRET: _secret,
     PASSWORD: _password,
-    NUMBER: lambda f, v: _shaped_like(f.random, v),
+    NUMBER: _shaped,
 }
 
 
@@ -129,13 +154,13 @@ class SurrogateFactory:
                 return cached
             digest = hmac.new(self._salt, f"{entity}\0{canonical}".encode(), hashlib.sha256)
             self._fake.seed_instance(int.from_bytes(digest.digest()[:8], "big"))
-            maker = _MAKERS.get(entity, lambda f, v: _shaped_like(f.random, v))
-            surrogate = maker(self._fake, value)
+            maker = _MAKERS.get(entity, _shaped)
+            surrogate = str(maker(self._fake, value))
             for _ in range(3):
                 # A surrogate must never reproduce the value it hides.
                 if leak_key(surrogate) != leak_key(value):
                     break
-                surrogate = maker(self._fake, value)
+                surrogate = str(maker(self._fake, value))
             else:
                 surrogate = token_for(entity)
             self._cache[key] = surrogate

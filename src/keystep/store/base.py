@@ -306,6 +306,21 @@ class Repository(ABC):
                 return c
         return None
 
+    def device_and_consent(
+        self, device_id: str, *, contributor: str, manifest_version: int
+    ) -> tuple[DeviceRecord | None, ConsentRecord | None]:
+        """What an upload is checked against, read together: the device (collector scope) and
+        ``contributor``'s active consent to ``manifest_version`` (that contributor's scope).
+
+        ``contributor`` is what the batch claims; the caller uses the consent only once the
+        device signature has verified and the device belongs to that contributor. Backends
+        with a network round trip per transaction read both in one."""
+        device = self.get_device(device_id, scope=Scope.collector())
+        consent = self.active_consent(
+            contributor, manifest_version, scope=Scope.of_contributor(contributor)
+        )
+        return device, consent
+
 
 def check_write(scope: Scope, table: str) -> None:
     if not scope.may_write(table):

@@ -28,9 +28,15 @@ def open_repository(url: str) -> Repository:
 
 
 def open_blobs(spec: str | Path) -> BlobStore:
-    """A folder path, or ``s3://bucket/prefix`` (``?endpoint=http://127.0.0.1:9000`` for an
-    S3-compatible service; credentials come from the usual AWS environment)."""
+    """A folder path (one file per blob), ``segments:/path`` (blobs appended to segment files
+    with one fsync per group of concurrent uploads: the collector's fast path), or
+    ``s3://bucket/prefix`` (``?endpoint=http://127.0.0.1:9000`` for an S3-compatible service;
+    credentials come from the usual AWS environment)."""
     text = str(spec)
+    if text.startswith("segments:"):
+        from keystep.store.segments import SegmentBlobStore
+
+        return SegmentBlobStore(Path(text[len("segments:") :]))
     if text.startswith("s3://"):
         parts = urlsplit(text)
         if not parts.netloc:

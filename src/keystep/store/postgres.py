@@ -4,8 +4,13 @@ It connects as the application role, which owns nothing and cannot bypass row-le
 security. Every transaction first sets ``keystep.contributor`` and ``keystep.role`` for
 itself only (``set_config(..., true)``, the parameterised form of ``SET LOCAL``), so the
 policies of the migration decide which rows it sees; a pooled connection carries no scope
-from one transaction to the next. Concurrent commits share WAL flushes (PostgreSQL's own
-group commit), so the pool size bounds how many acknowledgements are in flight at once.
+from one transaction to the next.
+
+Batch rows use group commit, as in the SQLite backend: rows that queue while a commit is in
+flight go into the next transaction together, each under its own contributor's settings
+(``set_config`` again before each insert), all in one pipelined round trip and one WAL
+flush. ``synchronous_commit`` stays on: no call returns before its row is durable. An upload's
+device and consent are read in one transaction too (:meth:`device_and_consent`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from keystep.store.base import (
     Scope,
     ScopeError,
 )
+from keystep.store.group import GroupCommit
 
 _BATCH_COLS: Final = (
     "batch_id, device, seq, contributor, period, t_hour, manifest_version, redaction_version,"
@@ -118,6 +124,10 @@ class PostgresRepository(Repository):
             self._pool.wait(timeout=30)
         except psycopg.Error as exc:
             raise RepositoryError(f"cannot connect to PostgreSQL: {exc}") from exc
+        # Group commit of batch rows: one leader at a time inserts everything queued while
+        # the previous group committed (see add_batch).
+        self._group = GroupCommit(self._commit_group)
+        self._reads = GroupCommit(self._read_group)
 
     @contextmanager
     def _tx(self, scope: Scope) -> Iterator[Cursor]:
@@ -144,18 +154,70 @@ class PostgresRepository(Repository):
     # -- batches ---------------------------------------------------------------------------
 
     def add_batch(self, record: BatchRecord, *, scope: Scope) -> BatchRecord:
+        if not scope.sees("batches", record.contributor):
+            # RLS refuses it too; refusing here keeps one bad row from failing a whole group.
+            raise ScopeError(f"role {scope.role} may not write batches of another contributor")
+        return self._group((record, scope))
+
+    def _commit_group(
+        self, group: Sequence[tuple[BatchRecord, Scope]]
+    ) -> list[BatchRecord | BaseException]:
+        """Insert every queued row in one transaction (one WAL flush, one round trip), each
+        under its own contributor's scope; rows that hit an existing one are then answered
+        one by one. Any other failure retries each row alone, so one bad row fails alone."""
+        try:
+            inserted = self._insert_group(group)
+        except (psycopg.Error, RepositoryError):
+            inserted = [False] * len(group)
+        out: list[BatchRecord | BaseException] = []
+        for (record, scope), ok in zip(group, inserted, strict=True):
+            try:
+                out.append(record if ok else self._add_one(record, scope))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    def _insert_group(self, group: Sequence[tuple[BatchRecord, Scope]]) -> list[bool]:
+        try:
+            with self._pool.connection() as conn:
+                with conn.pipeline() as pipe, conn.transaction():
+                    cursors = []
+                    for record, scope in group:
+                        self._scoped(conn.cursor(), scope)
+                        cur = conn.cursor()
+                        self._insert(cur, record)
+                        cursors.append(cur)
+                    pipe.sync()
+                    out = [cur.fetchone() is not None for cur in cursors]
+                return out
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise RepositoryError(f"PostgreSQL: {exc}") from exc
+
+    @staticmethod
+    def _scoped(cur: Cursor, scope: Scope) -> None:
+        cur.execute(
+            "SELECT set_config('keystep.contributor', %s, true),"
+            " set_config('keystep.role', %s, true)",
+            (scope.contributor or "", scope.role),
+        )
+
+    @staticmethod
+    def _insert(cur: Cursor, r: BatchRecord) -> None:
+        cur.execute(
+            f"INSERT INTO batches ({_BATCH_COLS})"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+            " ON CONFLICT DO NOTHING RETURNING batch_id",
+            (
+                r.batch_id, r.device, r.seq, r.contributor, r.period, r.t_hour,
+                r.manifest_version, r.redaction_version, list(r.kinds), r.key_id,
+                r.sha256, r.size, r.blob_key, r.received_at,
+            ),
+        )  # fmt: skip
+
+    def _add_one(self, record: BatchRecord, scope: Scope) -> BatchRecord:
         r = record
         with self._tx(scope) as cur:
-            cur.execute(
-                f"INSERT INTO batches ({_BATCH_COLS})"
-                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-                " ON CONFLICT DO NOTHING RETURNING batch_id",
-                (
-                    r.batch_id, r.device, r.seq, r.contributor, r.period, r.t_hour,
-                    r.manifest_version, r.redaction_version, list(r.kinds), r.key_id,
-                    r.sha256, r.size, r.blob_key, r.received_at,
-                ),
-            )  # fmt: skip
+            self._insert(cur, r)
             if cur.fetchone() is not None:
                 return record
             cur.execute(f"SELECT {_BATCH_COLS} FROM batches WHERE batch_id = %s", (r.batch_id,))
@@ -246,6 +308,40 @@ class PostgresRepository(Repository):
             cur.execute("SELECT * FROM devices WHERE device_id = %s", (device_id,))
             row = cur.fetchone()
         return _device(row) if row else None
+
+    def device_and_consent(
+        self, device_id: str, *, contributor: str, manifest_version: int
+    ) -> tuple[DeviceRecord | None, ConsentRecord | None]:
+        return self._reads((device_id, contributor, manifest_version))
+
+    def _read_group(
+        self, group: Sequence[tuple[str, str, int]]
+    ) -> list[tuple[DeviceRecord | None, ConsentRecord | None]]:
+        """The reads of every upload that queued meanwhile, in one transaction and one round
+        trip: the devices in the collector's scope, then each contributor's consents in that
+        contributor's own scope. Each request was queued before this transaction began, so
+        none sees older state than a read of its own would have."""
+        contributors = sorted({c for _, c, _ in group})
+        with self._tx(Scope.collector()) as cur:
+            cur.execute(
+                "SELECT * FROM devices WHERE device_id = ANY(%s)", ([d for d, _, _ in group],)
+            )
+            per_contributor = []
+            for who in contributors:
+                self._scoped(cur.connection.cursor(), Scope.of_contributor(who))
+                c = cur.connection.cursor()
+                c.execute(
+                    "SELECT * FROM consents WHERE contributor = %s AND withdrawn_at IS NULL",
+                    (who,),
+                )
+                per_contributor.append(c)
+            devices = {r["device_id"]: _device(r) for r in cur.fetchall()}
+            consents = {
+                (r["contributor"], r["manifest_version"]): _consent(r)
+                for c in per_contributor
+                for r in c.fetchall()
+            }
+        return [(devices.get(d), consents.get((who, v))) for d, who, v in group]
 
     def list_devices(self, *, scope: Scope) -> list[DeviceRecord]:
         with self._tx(scope) as cur:

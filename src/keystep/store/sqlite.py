@@ -15,7 +15,6 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -37,6 +36,7 @@ from keystep.store.base import (
     check_own,
     check_write,
 )
+from keystep.store.group import GroupCommit
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -172,16 +172,6 @@ def _visible(scope: Scope, table: str) -> tuple[str, tuple[Any, ...]]:
     return "contributor = ?", (scope.contributor,)
 
 
-@dataclass
-class _Pending:
-    record: BatchRecord
-    scope: Scope
-    done: bool = False
-    result: BatchRecord | None = None
-    error: BaseException | None = None
-    event: threading.Event = field(default_factory=threading.Event)
-
-
 class SqliteRepository(Repository):
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = 30_000) -> None:
         self.path = Path(path)
@@ -204,8 +194,8 @@ class SqliteRepository(Repository):
             raise RepositoryError(f"cannot open {self.path}: {exc}") from exc
         self._timeout = busy_timeout_ms / 1000
         self._lock = threading.Lock()
-        self._queue_lock = threading.Lock()
-        self._queue: list[_Pending] = []
+        self._readers_lock = threading.Lock()
+        self._group = GroupCommit(self._commit_group)
         # Readers get a connection per thread: in WAL mode they never wait for a commit.
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -235,7 +225,7 @@ class SqliteRepository(Repository):
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA query_only=ON")
             self._local.conn = conn
-            with self._queue_lock:
+            with self._readers_lock:
                 self._readers.append(conn)
         return conn
 
@@ -260,41 +250,31 @@ class SqliteRepository(Repository):
 
     def add_batch(self, record: BatchRecord, *, scope: Scope) -> BatchRecord:
         check_own(scope, "batches", record.contributor)
-        item = _Pending(record, scope)
-        with self._queue_lock:
-            self._queue.append(item)
-        with self._lock:
-            if not item.done:
-                with self._queue_lock:
-                    group, self._queue = self._queue, []
-                self._commit_group(group)
-        if item.error is not None:
-            raise item.error
-        assert item.result is not None
-        return item.result
+        return self._group((record, scope))
 
-    def _commit_group(self, group: list[_Pending]) -> None:
+    def _commit_group(
+        self, group: Sequence[tuple[BatchRecord, Scope]]
+    ) -> list[BatchRecord | BaseException]:
         db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            for item in group:
-                db.execute("SAVEPOINT one")
-                try:
-                    item.result = self._insert_batch(db, item.record, item.scope)
-                    db.execute("RELEASE one")
-                except (Conflict, sqlite3.IntegrityError) as exc:
-                    db.execute("ROLLBACK TO one")
-                    db.execute("RELEASE one")
-                    item.error = exc
-            db.execute("COMMIT")
-        except BaseException as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            for item in group:
-                item.result, item.error = None, exc
-        finally:
-            for item in group:
-                item.done = True
+        out: list[BatchRecord | BaseException] = []
+        with self._lock:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                for record, scope in group:
+                    db.execute("SAVEPOINT one")
+                    try:
+                        out.append(self._insert_batch(db, record, scope))
+                        db.execute("RELEASE one")
+                    except (Conflict, sqlite3.IntegrityError) as exc:
+                        db.execute("ROLLBACK TO one")
+                        db.execute("RELEASE one")
+                        out.append(exc)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        return out
 
     def _insert_batch(self, db: sqlite3.Connection, r: BatchRecord, scope: Scope) -> BatchRecord:
         row = db.execute(
@@ -615,7 +595,7 @@ class SqliteRepository(Repository):
         return [r["dataset_id"] for r in rows]
 
     def close(self) -> None:
-        with self._lock, self._queue_lock:
+        with self._lock, self._readers_lock:
             for conn in self._readers:
                 conn.close()
             self._readers.clear()

@@ -66,7 +66,7 @@ class Grab:
     y: int
     w: int
     h: int
-    bgra: bytes
+    bgra: bytes | bytearray  # owned by the grab: the source's buffer is copied once, here
 
 
 class ScreenSource(ABC):
@@ -74,6 +74,11 @@ class ScreenSource(ABC):
 
     @abstractmethod
     def grab(self) -> Grab: ...
+
+    def wait_change(self, timeout: float) -> bool:
+        """Block up to ``timeout`` s for the screen to change since the last grab; True when
+        it may have. Sources that cannot tell always say True, so callers grab at their rate."""
+        return True
 
     @abstractmethod
     def close(self) -> None: ...
@@ -95,7 +100,12 @@ class WindowSource(ABC):
 
     @abstractmethod
     def focused(self) -> int | None:
-        """The focused top-level window's handle: one cheap query, called often."""
+        """The focused top-level window's handle: one cheap query (a round trip)."""
+
+    def changed(self) -> bool:
+        """Whether focus or the focused window's title may have changed since the last call,
+        answered from memory (sources that cannot tell always say True, so callers poll)."""
+        return True
 
     @abstractmethod
     def describe(self, handle: int) -> WindowInfo | None:

@@ -1,4 +1,10 @@
-"""The focused window and the monitor layout on X11 with python-xlib (EWMH, RandR/Xinerama)."""
+"""The focused window and the monitor layout on X11 with python-xlib (EWMH, RandR/Xinerama).
+
+Focus and title changes are events, not polls: the source listens for PropertyNotify of
+``_NET_ACTIVE_WINDOW`` on the root and of the title on the focused window. Without an EWMH
+window manager (focus = the window under the pointer) it has nothing to listen to and says
+"changed" every time, so the caller polls.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +41,37 @@ class X11WindowSource(WindowSource):
         self._wm_pid = atom("_NET_WM_PID")
         self._utf8 = atom("UTF8_STRING")
         self._check = atom("_NET_SUPPORTING_WM_CHECK")
+        self._title_atoms = (self._wm_name, Xlib.Xatom.WM_NAME)
+        self._watched: int | None = None
+        self._polling = True  # until focused() has found an EWMH active window
+        self._root.change_attributes(event_mask=Xlib.X.PropertyChangeMask)
+
+    def changed(self) -> bool:
+        dirty = self._polling
+        d = self._d
+        while d.pending_events():
+            ev = d.next_event()
+            if ev.type != Xlib.X.PropertyNotify:
+                continue
+            wid = int(ev.window.id)
+            if (wid == self._root.id and ev.atom == self._active) or (
+                wid == self._watched and ev.atom in self._title_atoms
+            ):
+                dirty = True
+        return dirty
+
+    def _watch(self, handle: int | None) -> None:
+        """Listen for title changes of ``handle`` (and no longer of the previous window)."""
+        if handle == self._watched:
+            return
+        gone = Xlib.error.CatchError(Xlib.error.BadWindow)  # either may be destroyed by now
+        if self._watched is not None:
+            old = self._d.create_resource_object("window", self._watched)
+            old.change_attributes(event_mask=Xlib.X.NoEventMask, onerror=gone)
+        if handle is not None:
+            new = self._d.create_resource_object("window", handle)
+            new.change_attributes(event_mask=Xlib.X.PropertyChangeMask, onerror=gone)
+        self._watched = handle
 
     def has_window_manager(self) -> bool:
         prop = self._root.get_full_property(self._check, Xlib.X.AnyPropertyType)
@@ -43,9 +80,13 @@ class X11WindowSource(WindowSource):
     def focused(self) -> int | None:
         prop = self._root.get_full_property(self._active, Xlib.Xatom.WINDOW)
         if prop is not None and len(prop.value):
-            wid = int(prop.value[0])
-            return wid or None
+            self._polling = False
+            wid = int(prop.value[0]) or None
+            # Selected before the caller reads the title, so no later change goes unseen.
+            self._watch(wid)
+            return wid
         # No EWMH window manager: the window under the pointer stands in for focus.
+        self._polling = True
         child = self._root.query_pointer().child
         if not child:
             return None

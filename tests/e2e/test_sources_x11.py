@@ -1,0 +1,132 @@
+"""The X11 sources' cheap paths: screen grabs on DAMAGE only, focus and title as events,
+the pointer sampled at the manifest's rate — each still sees every change that matters."""
+
+from __future__ import annotations
+
+import queue
+import time
+from pathlib import Path
+
+import pytest
+from xsession import tkapp, xdo, xvfb
+
+from keystep.capture.ring import FrameRing
+from keystep.capture.sources.base import MOVE, Grab, RawInput
+from keystep.capture.sources.x11_input import X11InputSource
+from keystep.capture.sources.x11_screen import X11ScreenSource
+from keystep.capture.sources.x11_window import X11WindowSource
+
+pytestmark = [pytest.mark.x11]
+
+
+def test_screen_changes_come_from_damage(tmp_path: Path) -> None:
+    with xvfb(":64", wm=True) as d, tkapp(d, tmp_path / "a.json") as (w, _):
+        src = X11ScreenSource(d)
+        try:
+            assert src.change_driven
+            assert src.wait_change(0.5)  # the first call always grabs
+            src.grab()
+            time.sleep(0.3)
+            assert not src.wait_change(0.5)  # a still screen: nothing to grab
+            xdo(d, "mousemove", "--window", w, "300", "300")
+            assert not src.wait_change(0.5)  # the cursor is not part of a grab
+            xdo(d, "mousemove", "--window", w, "100", "45", "click", "1")  # recolours a button
+            assert src.wait_change(2.0)
+            grab = src.grab()
+            assert (grab.w, grab.h) == (1280, 800) and len(grab.bgra) == 1280 * 800 * 4
+        finally:
+            src.close()
+
+
+def _grab(t: float) -> Grab:
+    return Grab(t, 0, 0, 1, 1, bytearray(4))
+
+
+def test_ring_trim_keeps_the_last_grab_before_the_watermark() -> None:
+    ring = FrameRing(lambda: X11ScreenSource(":64"), rate_hz=4, seconds=2)
+    for t in (1.0, 2.0, 3.0, 4.0):
+        ring.push(_grab(t))
+    ring.trim(3.5)
+    assert len(ring) == 2
+    got = ring.before(3.6)
+    assert got is not None and got.t == 3.0
+    assert ring.before(2.5) is None  # trimmed: too old to be asked for
+    ring.trim(100.0)
+    assert len(ring) == 1  # a still screen's only grab stays, however old
+    ring.clear()
+    assert len(ring) == 0
+
+
+def test_ring_grabs_again_after_clear_on_a_still_screen(tmp_path: Path) -> None:
+    with xvfb(":64", wm=True) as d:
+        ring = FrameRing(lambda: X11ScreenSource(d), rate_hz=4)
+        ring.start()
+        try:
+            deadline = time.monotonic() + 5
+            while ring.grabs < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)
+            assert ring.grabs == 1  # nothing drawn: no more grabs
+            ring.clear()
+            deadline = time.monotonic() + 2
+            while len(ring) == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(ring) == 1
+        finally:
+            ring.stop()
+
+
+def test_focus_and_title_changes_are_reported(tmp_path: Path) -> None:
+    with (
+        xvfb(":64", wm=True) as d,
+        tkapp(d, tmp_path / "a.json") as (w1, _),
+        tkapp(d, tmp_path / "b.json", title="other app", geometry="400x300+700+60") as (w2, _),
+    ):
+        src = X11WindowSource(d)
+        try:
+            xdo(d, "windowactivate", "--sync", w1)
+            src.changed()
+            assert src.focused() == int(w1)
+            time.sleep(0.2)
+            src.focused()  # a round trip brings in anything pending
+            src.changed()
+            assert not src.changed()  # nothing happened: nothing to ask the server
+            xdo(d, "set_window", "--name", "renamed window", w1)
+            src.focused()
+            assert src.changed()
+            info = src.describe(int(w1))
+            assert info is not None and info.title == "renamed window"
+            xdo(d, "windowactivate", "--sync", w2)
+            src.focused()
+            assert src.changed()
+            assert src.focused() == int(w2)
+        finally:
+            src.close()
+
+
+def test_pointer_is_sampled_at_the_rate_and_sees_where_it_stops() -> None:
+    with xvfb(":64") as d:
+        got: queue.SimpleQueue[RawInput] = queue.SimpleQueue()
+        src = X11InputSource(d, move_hz=10)
+        src.start(got.put)
+        try:
+            t0 = time.time()
+            for i in range(40):  # 100 moves/s for 0.4 s
+                xdo(d, "mousemove", str(100 + i), "200")
+                time.sleep(0.01)
+            xdo(d, "mousemove", "640", "400")
+            time.sleep(0.5)
+            t1 = time.time()
+        finally:
+            src.stop()
+            # pynput's RECORD threads notice the stop at their next event: give them one
+            # before the server goes away.
+            xdo(d, "key", "shift", "click", "1")
+            time.sleep(0.5)
+        moves = []
+        while not got.empty():
+            raw = got.get()
+            if raw.kind == MOVE:
+                moves.append(raw)
+        assert moves and (moves[-1].x, moves[-1].y) == (640, 400)
+        assert len(moves) <= (t1 - t0) * 10 + 1

@@ -44,7 +44,10 @@ def wait_window(display: str, name: str, timeout: float = 15.0) -> str:
     while time.monotonic() < deadline:
         proc = subprocess.run(
             ["xdotool", "search", "--onlyvisible", "--name", name],
-            env={**os.environ, "DISPLAY": display}, capture_output=True, text=True, check=False,
+            env={**os.environ, "DISPLAY": display},
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.stdout.strip():
             return proc.stdout.split()[0]
@@ -62,8 +65,10 @@ def main() -> int:
     display = f":{n}"
     children: list[subprocess.Popen[bytes]] = []
     try:
-        xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                                stderr=subprocess.DEVNULL)
+        xvfb = subprocess.Popen(
+            ["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+            stderr=subprocess.DEVNULL,
+        )
         children.append(xvfb)
         for _ in range(100):
             if Path(f"/tmp/.X11-unix/X{n}").exists():
@@ -79,42 +84,56 @@ def main() -> int:
         print("      consent given to the shipped manifest (receipt in home/consent/)")
 
         print(f"[2/6] recording a scripted session on {display}")
-        app = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "demo_app.py"),
-                                str(OUT / "app-state.json")], env=xenv)
+        app = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "demo_app.py")], env=xenv)
         children.append(app)
         wid = wait_window(display, "Expense report")
         time.sleep(0.5)
-        rec = subprocess.Popen([KEYSTEP, "record", "--display", display, "--duration", "25"], env=env)
+        rec = subprocess.Popen(
+            [KEYSTEP, "record", "--display", display, "--duration", "25"], env=env
+        )
         children.append(rec)
         time.sleep(3.0)
         script: list[tuple[str, ...]] = [
-            ("mousemove", "--window", wid, "230", "48"), ("click", "1"),
+            ("mousemove", "--window", wid, "239", "71"),
+            ("click", "1"),
             ("type", "--delay", "60", "Dana Whitfield"),
-            ("mousemove", "--window", wid, "230", "88"), ("click", "1"),
+            ("mousemove", "--window", wid, "239", "109"),
+            ("click", "1"),
             ("type", "--delay", "60", "dana.whitfield@example.com"),
-            ("mousemove", "--window", wid, "230", "128"), ("click", "1"),
+            ("mousemove", "--window", wid, "239", "147"),
+            ("click", "1"),
             ("type", "--delay", "60", "4111 1111 1111 1111"),
-            ("mousemove", "--window", wid, "230", "168"), ("click", "1"),
+            ("mousemove", "--window", wid, "239", "185"),
+            ("click", "1"),
             ("type", "--delay", "60", "129.50"),
-            ("mousemove", "--window", wid, "230", "208"), ("click", "1"),
+            ("mousemove", "--window", wid, "239", "223"),
+            ("click", "1"),
             ("type", "--delay", "60", "8812"),
             ("key", "Tab"),
-            ("mousemove", "--window", wid, "380", "285"), ("click", "1"),
-            ("mousemove", "--window", wid, "200", "420"), ("click", "1"),
+            ("mousemove", "--window", wid, "291", "271"),
+            ("click", "1"),
+            ("mousemove", "--window", wid, "229", "388"),
+            ("click", "1"),
             ("type", "--delay", "50", "Taxi from the airport to the client office."),
             ("key", "Return"),
             ("key", "ctrl+a"),
-            ("mousemove", "--window", wid, "650", "200"), ("click", "4"), ("click", "5"),
-            ("click", "5"), ("click", "5"), ("click", "1"),
-            ("mousemove", "--window", wid, "540", "540"), ("click", "1"),
-            ("mousemove", "--window", wid, "600", "100"), ("click", "--repeat", "2", "1"),
+            ("mousemove", "--window", wid, "609", "138"),
+            ("click", "4"),
+            ("click", "5"),
+            ("click", "5"),
+            ("click", "5"),
+            ("click", "1"),
+            ("mousemove", "--window", wid, "559", "536"),
+            ("click", "1"),
+            ("mousemove", "--window", wid, "609", "200"),
+            ("click", "--repeat", "2", "1"),
         ]
         for step in script:
             xdo(display, *step)
             time.sleep(0.35)
         if rec.wait(timeout=60) != 0:
             sys.exit("demo: keystep record failed")
-        xdo(display, "key", "--window", wid, "ctrl+q")
+        app.terminate()
         app.wait(timeout=10)
         print(run(KEYSTEP, "status", env=env).rstrip())
 

@@ -19,8 +19,13 @@ def main() -> None:
     form.place(x=20, y=20, width=420, height=300)
     fields: dict[str, tk.Entry] = {}
     for row, (label, secret) in enumerate(
-        [("Employee", False), ("Email", False), ("Card number", False), ("Amount", False),
-         ("Approval PIN", True)]
+        [
+            ("Employee", False),
+            ("Email", False),
+            ("Card number", False),
+            ("Amount", False),
+            ("Approval PIN", True),
+        ]
     ):
         ttk.Label(form, text=label).grid(row=row, column=0, sticky="w", pady=6)
         entry = tk.Entry(form, width=28, show="*" if secret else "")

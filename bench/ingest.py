@@ -1,7 +1,10 @@
 """Ingest throughput of one collector process, next to the disk's own fsync'd write speed.
 
-One process calls ``keystep.collector.ingest.ingest_batch`` from a pool of threads (the
-HTTP layer is not in the loop: this measures the storage path an upload ends in). Every
+In-process: one process calls ``keystep.collector.ingest.ingest_batch`` from a pool of
+threads (the storage path an upload ends in). HTTP (``--http``, on by default): one real
+``keystep serve`` process under uvicorn, devices enrolled with real credentials, and
+client processes posting ``/v1/batches`` over keep-alive connections on loopback (the whole
+path: authentication, body read, checks, durable store, ack). Every
 batch is a real sealed v1 envelope from an enrolled device, fully checked (signature,
 consent, manifest kinds), its blob fsync'd (file and directory) and its metadata row
 committed (SQLite ``synchronous=FULL``; PostgreSQL ``synchronous_commit`` as configured)
@@ -10,6 +13,7 @@ before the call returns — the durability an acknowledgement promises. Group co
 its own WAL group flush) lets concurrent acks share fsyncs without any ack preceding one.
 
     .venv/bin/python bench/ingest.py [--seconds 8] [--threads 16] [--dir /path/on/the/disk]
+        [--no-http] [--http-clients 2]
 
 Prints one Markdown table. Targets (issue 6): >= 50 % of the disk's speed at 256 KB;
 >= 1,000 batches/s at 16 KB.
@@ -29,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import uuid6
 from cryptography.hazmat.primitives import serialization
@@ -188,12 +193,200 @@ def run_ingest(
     return done, elapsed, mean
 
 
+def _enroll_direct(
+    repo: Repository, run: str, devices: int
+) -> list[tuple[str, str, str, Ed25519PrivateKey]]:
+    """Devices with real credentials (only their hashes stored), each with a consenting
+    contributor: what enrollment leaves behind, without a vault in the loop."""
+    from keystep.collector.credentials import new_device_credential
+
+    manifest = default_manifest()
+    now = datetime.now(UTC)
+    out = []
+    for i in range(devices):
+        key = Ed25519PrivateKey.generate()
+        dev, who = f"http-{run}-{i}", f"ps-{run}-{i}"
+        credential, digest = new_device_credential(dev)
+        public = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        repo.add_device(DeviceRecord(dev, who, public, digest, now), scope=Scope.collector())
+        repo.record_consent(
+            ConsentRecord(who, manifest.version, manifest.digest, now),
+            scope=Scope.of_contributor(who),
+        )
+        out.append((dev, who, credential, key))
+    return out
+
+
+def _seal_for(
+    devs: list[tuple[str, str, str, Ed25519PrivateKey]], size: int, count: int
+) -> list[tuple[str, bytes]]:
+    """``count`` envelopes round-robin over ``devs``: (credential, envelope)."""
+    manifest = default_manifest()
+    now = datetime.now(UTC)
+    vault = (
+        X25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
+    content = os.urandom(int(size * 0.94))
+    out = []
+    for n in range(count):
+        dev, who, credential, key = devs[n % len(devs)]
+        env = seal_batch(
+            content,
+            batch_id=str(uuid6.uuid7()),
+            device=dev,
+            seq=n // len(devs) + 1,
+            contributor=who,
+            period=now.strftime("%Y-%m"),
+            t_hour=now.strftime("%Y-%m-%dT%H:00:00Z"),
+            manifest_version=manifest.version,
+            redaction_version=manifest.redaction_version,
+            kinds=("key.down", "pointer.move", "screen.frame"),
+            key_id=f"{who}/{now:%Y-%m}",
+            recipient=vault,
+            device_key=key,
+            level=1,
+        )
+        out.append((credential, env))
+    return out
+
+
+def _client_process(
+    url: str, work: list[tuple[str, bytes]], threads: int, seconds: float, conn: Any
+) -> None:
+    """One client process: ``threads`` keep-alive connections posting its share of the
+    envelopes until they run out or ``seconds`` pass; sends (acks, errors) back."""
+    import httpx
+
+    nxt = 0
+    lock = threading.Lock()
+    acks = 0
+    errors: list[str] = []
+    start = time.time()
+    deadline = time.perf_counter() + seconds
+
+    def worker() -> None:
+        nonlocal nxt, acks
+        with httpx.Client(base_url=url, timeout=60) as http:
+            while time.perf_counter() < deadline:
+                with lock:
+                    if nxt >= len(work):
+                        return
+                    credential, env = work[nxt]
+                    nxt += 1
+                r = http.post(
+                    "/v1/batches",
+                    content=env,
+                    headers={
+                        "Authorization": f"Bearer {credential}",
+                        "Content-Type": "application/octet-stream",
+                    },
+                )
+                with lock:
+                    if r.status_code == 200:
+                        acks += 1
+                    else:
+                        errors.append(f"{r.status_code}: {r.text[:200]}")
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    conn.send((acks, errors[:3], start, time.time(), time.process_time()))
+    conn.close()
+
+
+def run_http(
+    db_url: str,
+    open_repo: Callable[[], Repository],
+    base: Path,
+    blobs: str,
+    size: int,
+    seconds: float,
+    threads: int,
+    clients: int,
+) -> tuple[int, float, int, float]:
+    """A real ``keystep serve`` on ``db_url``; ``clients`` processes of ``threads / clients``
+    connections each. Returns (acks, elapsed, mean envelope size, server CPU ms per ack)."""
+    import multiprocessing
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "web"))
+    from harness import CollectorProc
+
+    class BenchCollector(CollectorProc):  # type: ignore[misc]
+        """``keystep serve`` as the tests start it, on the blob store of this run."""
+
+        def _spawn(self, log: Any, tokens: Path, vault: Path, state: Path, env: Any) -> Any:
+            import subprocess
+
+            return subprocess.Popen(
+                [sys.executable, "-m", "keystep.cli.main", "serve", "--db", self.db,
+                 "--blobs", blobs, "--vault", str(vault), "--state", str(state),
+                 "--tokens", str(tokens), "--max-batch-bytes", str(self.max_batch_bytes),
+                 "--port", str(self.port), "--home", str(self.root / "home")],
+                stdout=log, stderr=subprocess.STDOUT, env=env,
+            )  # fmt: skip
+
+    server = BenchCollector(db=db_url, root=base / "http", max_batch_bytes=64 * MB)
+    server.start()
+    try:
+        repo = open_repo()
+        try:
+            devs = _enroll_direct(repo, uuid6.uuid7().hex[:8], 16)
+        finally:
+            repo.close()
+        count = max(threads * 8, int(seconds * (1500 if size <= 64 * 1024 else 400)))
+        work = _seal_for(devs, size, count)
+        mean = sum(len(e) for _, e in work) // len(work)
+        ctx = multiprocessing.get_context("fork")
+        per = max(1, threads // clients)
+        procs, pipes = [], []
+        assert server.proc is not None
+        cpu0 = _cpu_seconds(server.proc.pid)
+        for i in range(clients):
+            parent, child = ctx.Pipe(duplex=False)
+            p = ctx.Process(
+                target=_client_process, args=(server.url, work[i::clients], per, seconds, child)
+            )
+            p.start()
+            procs.append(p)
+            pipes.append(parent)
+        results = [pipe.recv() for pipe in pipes]
+        for p in procs:
+            p.join()
+        cpu = _cpu_seconds(server.proc.pid) - cpu0
+    finally:
+        server.stop()
+    acks = sum(r[0] for r in results)
+    errors = [e for r in results for e in r[1]]
+    if errors:
+        raise RuntimeError(f"uploads refused: {errors}")
+    elapsed = max(r[3] for r in results) - min(r[2] for r in results)
+    run_http.client_cpu_per_batch = sum(r[4] for r in results) / max(acks, 1)  # type: ignore[attr-defined]
+    return acks, elapsed, mean, cpu / max(acks, 1)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--dir", type=Path, default=None, help="where blobs and SQLite go")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-http", action="store_true", help="in-process rows only")
+    parser.add_argument("--no-inprocess", action="store_true", help="HTTP rows only")
+    parser.add_argument(
+        "--http-clients", type=int, default=2, help="client processes (threads split)"
+    )
     parser.add_argument(
         "--blobs",
         choices=("segments", "folder", "both"),
@@ -208,12 +401,21 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, ...]] = []
     try:
         disk = disk_speed(base)
-        rows.append(("disk: sequential write + fsync", "1 MiB writes", "-", "-",
+        rows.append(("disk: sequential write + fsync", "-", "1 MiB writes", "-", "-",
                      f"{disk:,.0f}", "100 %", "-"))  # fmt: skip
         backends: list[tuple[str, Callable[[Path], tuple[Repository, Callable[[], None]]]]] = []
+        # The same stores as URLs for `keystep serve`: (url, a fresh handle, cleanup).
+        http_backends: dict[str, Callable[[Path], tuple[str, Callable[[], Repository],
+                                                         Callable[[], None]]]] = {}  # fmt: skip
 
         def sqlite(d: Path) -> tuple[Repository, Callable[[], None]]:
             return SqliteRepository(d / "collector.sqlite"), lambda: None
+
+        def sqlite_url(d: Path) -> tuple[str, Callable[[], Repository], Callable[[], None]]:
+            path = d / "collector.sqlite"
+            return f"sqlite:///{path}", lambda: SqliteRepository(path), lambda: None
+
+        http_backends["SQLite"] = sqlite_url
 
         backends.append(("SQLite (WAL, synchronous=FULL)", sqlite))
         if not args.no_postgres:
@@ -228,13 +430,24 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
             backends.append(("PostgreSQL 127.0.0.1 (app role, RLS)", postgres))
+
+            def postgres_url(d: Path) -> tuple[str, Callable[[], Repository], Callable[[], None]]:
+                cm = temporary_database()
+                db = cm.__enter__()
+                return (
+                    db.app_url,
+                    lambda: PostgresRepository(db.app_url, max_size=2),
+                    lambda: cm.__exit__(None, None, None),
+                )
+
+            http_backends["PostgreSQL"] = postgres_url
         stores: dict[str, Callable[[Path], BlobStore]] = {
             "segments": SegmentBlobStore,
             "folder": FolderBlobStore,
         }
         kinds = list(stores) if args.blobs == "both" else [args.blobs]
         for (label, opener), kind, size in itertools.product(
-            backends, kinds, (16 * 1024, 256 * 1024)
+            [] if args.no_inprocess else backends, kinds, (16 * 1024, 256 * 1024)
         ):
             d = base / f"{label.split()[0]}-{kind}-{size}"
             d.mkdir()
@@ -249,20 +462,46 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(d, ignore_errors=True)
             r = Result(label, mean, n, elapsed)
             rows.append((
-                f"{label}, {kind}", f"{size // 1024} KB (mean {mean / 1024:.1f} KiB)", f"{n:,}",
+                f"{label}, {kind}", "in-process",
+                f"{size // 1024} KB (mean {mean / 1024:.1f} KiB)", f"{n:,}",
                 f"{r.per_s:,.0f}", f"{r.mb_s:,.0f}", f"{100 * r.mb_s / disk:.0f} %",
                 f"{1000 * run_ingest.cpu_per_batch:.2f}",  # type: ignore[attr-defined]
+            ))  # fmt: skip
+        for (label, opener), kind, size in itertools.product(
+            [] if args.no_http else list(http_backends.items()), kinds, (16 * 1024, 256 * 1024)
+        ):
+            d = base / f"http-{label}-{kind}-{size}"
+            d.mkdir()
+            url, open_repo, cleanup = opener(d)
+            spec = f"segments:{d / 'blobs'}" if kind == "segments" else str(d / "blobs")
+            try:
+                n, elapsed, mean, cpu = run_http(
+                    url, open_repo, d, spec, size, args.seconds, args.threads, args.http_clients
+                )
+            finally:
+                cleanup()
+                shutil.rmtree(d, ignore_errors=True)
+            r = Result(label, mean, n, elapsed)
+            rows.append((
+                f"{label} via keystep serve, {kind}", f"HTTP, {args.http_clients} client procs",
+                f"{size // 1024} KB (mean {mean / 1024:.1f} KiB)", f"{n:,}",
+                f"{r.per_s:,.0f}", f"{r.mb_s:,.0f}", f"{100 * r.mb_s / disk:.0f} %",
+                f"{1000 * cpu:.2f} server, "
+                f"{1000 * run_http.client_cpu_per_batch:.2f} clients",  # type: ignore[attr-defined]
             ))  # fmt: skip
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
     print(
-        f"ingest_batch in one process, {args.threads} threads, ~{args.seconds:g} s per cell,"
-        f" {os.cpu_count()} CPUs; blob durable (segments: one fdatasync per group of puts;"
-        " folder: file + dir fsync) and row committed before each ack"
+        f"{args.threads} concurrent uploads (in-process: threads calling ingest_batch; HTTP:"
+        f" keep-alive connections from client processes to one `keystep serve`),"
+        f" ~{args.seconds:g} s per cell, {os.cpu_count()} CPUs shared by server and clients;"
+        " blob durable (segments: one fdatasync per group of puts; folder: file + dir fsync)"
+        " and row committed before each ack"
     )
     print()
-    header = ("store", "batch size", "batches", "batches/s", "MB/s", "of disk", "CPU ms/batch")
+    header = ("store", "path", "batch size", "batches", "batches/s", "MB/s", "of disk",
+              "CPU ms/batch")  # fmt: skip
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for row in rows:

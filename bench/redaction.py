@@ -11,6 +11,7 @@ realistic screen mix; the whole recording agent is benchmarked by the capture be
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import random
 import resource
@@ -136,10 +137,11 @@ def _median_ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.0f}" if values else "-"
 
 
-def _rss_mb() -> float:
+def _status_mb(field: str) -> float:
+    """A memory figure of this process from /proc (VmRSS now, VmHWM its peak), in MB."""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -205,6 +207,27 @@ def bench_screens(keystep: Redactor, naive: NaiveRedactor, count: int, seed: int
     }
 
 
+def agent_process(kind: str, actions: int, seed: int) -> dict[str, float]:
+    """Runs in a fresh process, so its RSS is the redaction component's alone."""
+    settings = RedactionSettings(names=directory(seed))
+    if kind == "keystep":
+        redactor = Redactor(settings, episode_salt=b"agent")
+
+        def redact(image: Frame, key: str, deadline: float) -> bool:
+            return redactor.redact_frame(image, window_key=key, deadline=deadline) is not None
+
+    else:
+        naive = NaiveRedactor()
+
+        def redact(image: Frame, key: str, deadline: float) -> bool:
+            naive.redact_frame(image)
+            return time.monotonic() <= deadline
+
+    figures = bench_agent(redact, actions, seed, settings.frame_budget_s)
+    figures["rss_mb"] = _status_mb("VmHWM:")
+    return figures
+
+
 def bench_agent(
     redact: Callable[[Frame, str, float], bool], actions: int, seed: int, budget: float
 ) -> dict[str, float]:
@@ -217,7 +240,6 @@ def bench_agent(
     kept = 0
     cpu0 = time.process_time()
     wall0 = time.monotonic()
-    rss_peak = _rss_mb()
     for n in range(actions):
         tick = wall0 + n
         time.sleep(max(0.0, tick - time.monotonic()))
@@ -230,13 +252,8 @@ def bench_agent(
             windows[current] = screen_spec(rng, values, dense=rng.random() < 0.3)
         image = render(windows[current]).image
         kept += redact(image, f"window-{current}", time.monotonic() + budget)
-        rss_peak = max(rss_peak, _rss_mb())
     elapsed = time.monotonic() - wall0
-    return {
-        "cpu_percent": (time.process_time() - cpu0) / elapsed * 100,
-        "rss_mb": rss_peak,
-        "kept": kept / actions,
-    }
+    return {"cpu_percent": (time.process_time() - cpu0) / elapsed * 100, "kept": kept / actions}
 
 
 def main() -> int:
@@ -258,18 +275,11 @@ def main() -> int:
     shots = bench_screens(keystep, naive, args.screens, args.seed)
     keystep.close()
 
-    def run_keystep(image: Frame, key: str, deadline: float) -> bool:
-        return agent_k.redact_frame(image, window_key=key, deadline=deadline) is not None
-
-    def run_naive(image: Frame, key: str, deadline: float) -> bool:
-        naive.redact_frame(image)
-        return time.monotonic() <= deadline
-
-    rss_before = _rss_mb()
-    agent_k = Redactor(settings, episode_salt=b"agent")
-    agent = bench_agent(run_keystep, args.actions, args.seed + 1, settings.frame_budget_s)
-    agent_k.close()
-    agent_n = bench_agent(run_naive, args.actions, args.seed + 1, settings.frame_budget_s)
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(1) as pool:
+        agent = pool.apply(agent_process, ("keystep", args.actions, args.seed + 1))
+    with spawn.Pool(1) as pool:
+        agent_n = pool.apply(agent_process, ("naive", args.actions, args.seed + 1))
 
     k, n = shots["k"], shots["n"]
     rows = [
@@ -339,7 +349,7 @@ def main() -> int:
             "agent redaction RSS peak, MB",
             f"{agent['rss_mb']:.0f}",
             f"{agent_n['rss_mb']:.0f}",
-            f"(process before: {rss_before:.0f})",
+            "(own process, peak)",
         ),
         (
             "actions keeping a redacted frame",

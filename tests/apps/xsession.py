@@ -120,12 +120,27 @@ def tkapp(
         stop(proc)
 
 
+_MASTER_KEY = base64.b64encode(os.urandom(32)).decode()
+
+
 def master_key() -> str:
-    key = os.environ.get("KEYSTEP_MASTER_KEY")
-    if not key:
-        key = base64.b64encode(os.urandom(32)).decode()
-        os.environ["KEYSTEP_MASTER_KEY"] = key
-    return key
+    """One master key for the homes these helpers make, passed in each child's environment."""
+    return os.environ.get("KEYSTEP_MASTER_KEY") or _MASTER_KEY
+
+
+@contextmanager
+def _master_key_env() -> Iterator[None]:
+    """The key in this process's environment only while a vault is opened here, so other
+    tests' vaults (which expect their own master secret) never inherit it."""
+    before = os.environ.get("KEYSTEP_MASTER_KEY")
+    os.environ["KEYSTEP_MASTER_KEY"] = master_key()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("KEYSTEP_MASTER_KEY", None)
+        else:
+            os.environ["KEYSTEP_MASTER_KEY"] = before
 
 
 def redactor_available() -> bool:
@@ -153,15 +168,15 @@ def make_home(root: Path, *, manifest_yaml: str | None = None, consent: bool = T
     from keystep.home import Home, write_json
     from keystep.model.manifest import default_manifest, load_manifest
 
-    master_key()
     manifest = load_manifest(manifest_yaml) if manifest_yaml else default_manifest()
     home = Home(root)
-    init_home(
-        home,
-        manifest=manifest,
-        contributor="tester",
-        vault_dir=root.with_name(root.name + "-vault"),
-    )
+    with _master_key_env():
+        init_home(
+            home,
+            manifest=manifest,
+            contributor="tester",
+            vault_dir=root.with_name(root.name + "-vault"),
+        )
     if consent:
         give_consent(home)
     _ = write_json
@@ -238,9 +253,9 @@ def unseal_all(home: Any) -> list[Any]:
     from keystep.policy.model import Principal
     from keystep.vault import open_local_vault
 
-    master_key()
     outbox = Outbox(home.outbox_db)
-    vault = open_local_vault(home.vault_dir)
+    with _master_key_env():
+        vault = open_local_vault(home.vault_dir)
     try:
         who = Principal(home.read_config()["contributor_id"], "contributor")
         return [

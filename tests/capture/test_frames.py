@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keystep.capture.frames import FrameEncoder, FrameRate, changed_rect, rebuild_frames
+from keystep.capture.frames import (
+    FrameEncoder,
+    FrameRate,
+    changed_rect,
+    rebuild_frames,
+    rgb_rect,
+    to_rgb,
+)
+from keystep.capture.sources.base import Grab
 from keystep.model.events import Event
 
 
@@ -51,3 +59,54 @@ def test_frame_rate_cap() -> None:
             cap.kept(t)
             kept += 1
     assert kept == 4
+
+
+def _grab(t: float, rgb: np.ndarray) -> Grab:
+    h, w = rgb.shape[:2]
+    bgrx = np.zeros((h, w, 4), np.uint8)
+    bgrx[..., :3] = rgb[..., ::-1]
+    return Grab(t, 0, 0, w, h, bytearray(bgrx.tobytes()))
+
+
+def test_raw_grabs_rebuild_exactly_with_their_own_blackout() -> None:
+    """Diffing raw grabs and converting only the change gives the same frames as converting
+    whole grabs, also when an excluded window appears, moves or goes with no pixel change."""
+    rng = np.random.default_rng(2)
+    screens = [rng.integers(0, 255, (120, 200, 3), dtype=np.uint8)]
+    for _ in range(4):
+        nxt = screens[-1].copy()
+        nxt[40:60, 100:150] = rng.integers(0, 255, (20, 50, 3), dtype=np.uint8)
+        screens.append(nxt)
+    screens.append(screens[-1].copy())  # nothing changed
+    blackouts: list[list[tuple[int, int, int, int]]] = [
+        [],
+        [(10, 10, 30, 20)],  # appears over unchanged pixels
+        [(15, 12, 30, 20)],  # moves
+        [(15, 12, 30, 20), (-5, 100, 20, 40)],  # a second one, partly off screen
+        [],  # both gone
+        [],
+    ]
+    enc = FrameEncoder()
+    events, blobs, expected = [], [], []
+    for i, (rgb, bo) in enumerate(zip(screens, blackouts, strict=True)):
+        e = enc.encode_grab(_grab(float(i), rgb), i, bo)
+        blobs.append(e.image)
+        events.append(Event(float(i), "screen.frame", {"frame": i, **e.data}))
+        want = rgb.copy()
+        for x, y, w, h in bo:
+            want[max(y, 0) : max(y + h, 0), max(x, 0) : max(x + w, 0)] = 0
+        expected.append(want)
+    assert "base" not in events[0].data
+    # Patches, not keyframes, where the change is small (the appearing blackout included).
+    assert events[1].data["base"] == 0 and events[1].data["rect"] == [10, 10, 140, 50]
+    assert events[5].data["base"] == 4 and events[5].data["rect"] == [0, 0, 1, 1]
+    rebuilt = rebuild_frames(events, blobs)
+    for i, want in enumerate(expected):
+        assert np.array_equal(rebuilt[i], want), i
+
+
+def test_rgb_rect_converts_only_the_rectangle() -> None:
+    rgb = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    grab = _grab(0.0, rgb)
+    assert np.array_equal(rgb_rect(grab, (2, 1, 3, 4)), rgb[1:5, 2:5])
+    assert np.array_equal(rgb_rect(grab, (0, 0, 8, 6)), to_rgb(grab))

@@ -6,6 +6,7 @@ import pytest
 
 from keystep.capture.sources.base import KEY_PRESS, KEY_RELEASE, RawInput
 from keystep.capture.typing import TypingAssembler
+from keystep.trajectory.reduce import reduce_events
 
 KEYCODES = {"shift": 50, "ctrl": 37, "enter": 36, "tab": 23, "a": 38, "b": 56, "1": 10}
 
@@ -131,3 +132,22 @@ def test_a_window_change_splits_runs_and_idle_closes_them() -> None:
     assert [(e.data["text"], e.data["window"]) for e in out] == [("a", 1)]
     assert ta.idle(1.5) == []
     assert [e.data["text"] for e in ta.idle(2.3)] == ["b"]
+
+
+@pytest.mark.parametrize(("why", "seq", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_key_actions_start_exactly_where_the_reducer_makes_key_steps(
+    why: str, seq: list[RawInput], expected: list[tuple[str, dict[str, object]]]
+) -> None:
+    """The recorder keeps a frame at every press flagged here; each key/hotkey step needs one."""
+    ta = TypingAssembler()
+    flagged, events = [], []
+    for raw in seq:
+        if raw.kind == KEY_PRESS:
+            if ta.starts_key_action(raw):
+                flagged.append(raw.t)
+            events += ta.press(raw, 1)
+        else:
+            events += ta.release(raw)
+    events += ta.flush()
+    actions, _issues = reduce_events(events)
+    assert flagged == [a.t for a in actions if a.action_type in ("key", "hotkey")]

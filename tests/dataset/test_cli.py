@@ -14,7 +14,7 @@ from synth import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps"))
 
-from xsession import make_home
+from xsession import make_home, master_key
 
 from keystep.capture.sealer import Sealer, load_device_key
 from keystep.cli.main import main
@@ -50,7 +50,9 @@ def record(home: Any, *, batches: int = 2, actions: int = 4, seed: int = 1) -> S
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Any:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    # The CLI runs in this process: its vault needs the master key for this test only.
+    monkeypatch.setenv("KEYSTEP_MASTER_KEY", master_key())
     return make_home(tmp_path / "home")
 
 

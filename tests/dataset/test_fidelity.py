@@ -314,7 +314,8 @@ def test_scripted_session_is_recovered_step_by_step(x_display: X, tmp_path: Path
         if "presses=" in row["action_code"]:
             presses = int(row["action_code"].split("presses=")[1].rstrip(")"))
         assert presses >= t.min_presses, where
-        assert row["screenshot"] is not None and (row["screen_w"], row["screen_h"]) == (1280, 800)
+        assert row["screenshot"] is not None, f"{where}: no screenshot"
+        assert (row["screen_w"], row["screen_h"]) == (1280, 800), where
     # The screenshot is the screen before the action: red button before the first click,
     # green before the second.
     swatch = (ax + 30, ay + 25)  # inside the button, clear of its white label

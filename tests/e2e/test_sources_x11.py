@@ -11,7 +11,7 @@ import pytest
 from xsession import tkapp, xdo, xvfb
 
 from keystep.capture.ring import FrameRing
-from keystep.capture.sources.base import MOVE, Grab, RawInput
+from keystep.capture.sources.base import MOVE, Grab, RawInput, WindowInfo
 from keystep.capture.sources.x11_input import X11InputSource
 from keystep.capture.sources.x11_screen import X11ScreenSource
 from keystep.capture.sources.x11_window import X11WindowSource
@@ -130,3 +130,43 @@ def test_pointer_is_sampled_at_the_rate_and_sees_where_it_stops() -> None:
                 moves.append(raw)
         assert moves and (moves[-1].x, moves[-1].y) == (640, 400)
         assert len(moves) <= (t1 - t0) * 10 + 1
+
+
+def test_the_visible_window_list_is_cached_until_a_window_changes(tmp_path: Path) -> None:
+    with (
+        xvfb(":64", wm=True) as d,
+        tkapp(d, tmp_path / "a.json") as (w1, _),
+        tkapp(d, tmp_path / "b.json", title="other app", geometry="400x300+700+60") as (w2, _),
+    ):
+        src = X11WindowSource(d)
+
+        def listed() -> dict[int, WindowInfo]:
+            src.focused()  # the recorder's round trip before every kept frame
+            return {w.handle: w for w in src.visible()}
+
+        try:
+            xdo(d, "windowactivate", "--sync", w1)
+            time.sleep(0.3)
+            first = listed()
+            assert {int(w1), int(w2)} <= set(first)
+            # Input inside a window changes no window: the same list, not asked again.
+            xdo(d, "mousemove", "--window", w1, "100", "45", "click", "1")
+            xdo(d, "key", "a")
+            time.sleep(0.3)
+            again = listed()
+            assert all(again[h] is first[h] for h in first)
+
+            xdo(d, "windowmove", "--sync", w2, "760", "120")
+            time.sleep(0.2)
+            moved = listed()[int(w2)].geometry
+            assert moved is not None and moved[0] != first[int(w2)].geometry[0]  # type: ignore[index]
+
+            xdo(d, "set_window", "--name", "renamed window", w2)
+            time.sleep(0.2)
+            assert listed()[int(w2)].title == "renamed window"
+
+            xdo(d, "windowunmap", "--sync", w2)
+            time.sleep(0.2)
+            assert int(w2) not in listed()
+        finally:
+            src.close()

@@ -50,8 +50,23 @@ def test_every_key_is_read() -> None:
         {"frame_budget_s": 0},
         {"version": ""},
         {"surprise": 1},
+        {"countries": ["US", "XX"]},
     ],
 )
 def test_bad_sections_are_refused(section: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         RedactionSettings.from_manifest_section(section)
+
+
+def test_the_country_list_matches_the_recognizers() -> None:
+    from keystep.redact.presidio_detector import SUPPORTED_COUNTRIES
+    from keystep.redact.settings import COUNTRIES
+
+    assert tuple(sorted(COUNTRIES)) == SUPPORTED_COUNTRIES
+
+
+def test_the_shipped_manifest_section_is_accepted() -> None:
+    from keystep.model.manifest import default_manifest
+
+    settings = RedactionSettings.from_manifest_section(default_manifest().redaction)
+    assert settings.version == REDACTION_VERSION

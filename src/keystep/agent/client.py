@@ -26,6 +26,7 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from keystep.agent.deletions import DeletionQueue
 from keystep.home import CONFIG_VERSION, Home, ensure_private_dir, write_json, write_private
 from keystep.outbox import Outbox
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 CREDENTIAL_VERSION: Final = 1
 UPLOAD_PATH: Final = "/v1/batches"
+FORGET_PATH: Final = "/v1/forget"
+FORGET_CHUNK: Final = 500
 ENVELOPE_TYPE: Final = "application/octet-stream"
 
 
@@ -241,6 +244,22 @@ class CollectorClient:
             f"collector answered {resp.status_code}", request=resp.request, response=resp
         )
 
+    def forget(self, batch_ids: list[str], *, contributor_token: str) -> int:
+        """Ask the collector to delete these uploaded batches (the contributor's own, so
+        the contributor token, not the device credential); returns how many it deleted."""
+        resp = self._http.post(
+            FORGET_PATH,
+            json={"batch_ids": batch_ids},
+            headers={"Authorization": f"Bearer {contributor_token}"},
+        )
+        if resp.status_code == 200:
+            return int(resp.json()["count"])
+        if 400 <= resp.status_code < 500 and resp.status_code not in (408, 429):
+            raise UploadRefused(resp.status_code, _detail(resp))
+        raise httpx.HTTPStatusError(
+            f"collector answered {resp.status_code}", request=resp.request, response=resp
+        )
+
     def close(self) -> None:
         self._http.close()
 
@@ -253,12 +272,17 @@ class Uploader:
         outbox: Outbox,
         client: CollectorClient,
         *,
+        deletions: DeletionQueue | None = None,
+        contributor_token: str | None = None,
         base_delay: float = 0.5,
         max_delay: float = 60.0,
         batch_limit: int = 32,
     ) -> None:
         self._outbox = outbox
         self._client = client
+        self._deletions = deletions
+        self._contributor_token = contributor_token
+        self.forgotten = 0
         self._base = base_delay
         self._max = max_delay
         self._limit = batch_limit
@@ -289,10 +313,27 @@ class Uploader:
             self.uploaded += 1
         return done
 
+    def forget_once(self) -> int:
+        """Send the ids ``keystep forget`` queued; each leaves the queue only once the
+        collector confirmed. A refusal or a transport error propagates (the caller backs
+        off and the ids stay queued)."""
+        if self._deletions is None or self._contributor_token is None:
+            return 0
+        ids = self._deletions.ids()
+        deleted = 0
+        for i in range(0, len(ids), FORGET_CHUNK):
+            chunk = ids[i : i + FORGET_CHUNK]
+            deleted += self._client.forget(chunk, contributor_token=self._contributor_token)
+            self._deletions.remove(chunk)
+        self.forgotten += deleted
+        return deleted
+
     def run(self, stop: threading.Event, *, idle: float = 1.0) -> None:
         failures = 0
         while not stop.is_set():
             try:
+                # Deletions first: what the person asked to forget goes before new uploads.
+                self.forget_once()
                 n = self.drain_once()
                 failures = 0
                 if n == 0:
@@ -300,7 +341,9 @@ class Uploader:
                     # Refusals are retried now and then (consent may have been given since).
                     if random.random() < 0.05:
                         self.refused.clear()
-            except (httpx.HTTPError, OSError) as exc:
+            except (httpx.HTTPError, OSError, UploadRefused) as exc:
+                # UploadRefused here is a refused deletion (drain_once keeps refused
+                # uploads to itself): retried with the same backoff.
                 failures += 1
                 # Exponential backoff with full jitter (AWS architecture blog, 2015): a
                 # fleet returning after an outage spreads out instead of stampeding.

@@ -19,6 +19,7 @@ from typing import Final
 
 import httpx
 
+from keystep.agent.status import LeaseState
 from keystep.collector.leases import Lease, LeaseError, verify_lease
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class LeaseHolder:
         self._lock = threading.Lock()
         self._valid_until: float | None = None
         self._halted_generation = -1
+        self._halted = False
         self._lease: Lease | None = None
         self.reason = "no lease yet"
 
@@ -84,6 +86,7 @@ class LeaseHolder:
                 )
             self._lease = lease
             self._valid_until = received + lease.ttl_s
+            self._halted = False
             self.reason = "leased"
         self._changed(True)
         return lease
@@ -92,6 +95,7 @@ class LeaseHolder:
         with self._lock:
             self._halted_generation = max(self._halted_generation, generation)
             self._valid_until = None
+            self._halted = True
             self.reason = reason
         self._changed(False)
 
@@ -110,6 +114,18 @@ class LeaseHolder:
             if self._valid_until is None:
                 return 0.0
             return max(0.0, self._valid_until - self._clock())
+
+    def state(self) -> tuple[LeaseState, float, str]:
+        """``(held | expired | halted | none, seconds left, reason)`` for the status file."""
+        with self._lock:
+            left = 0.0 if self._valid_until is None else self._valid_until - self._clock()
+            if self._halted:
+                return "halted", 0.0, self.reason
+            if left > 0:
+                return "held", left, self.reason
+            if self._lease is None:
+                return "none", 0.0, self.reason
+            return "expired", 0.0, self.reason if self._valid_until is None else "lease ran out"
 
     @property
     def lease(self) -> Lease | None:

@@ -19,7 +19,9 @@ from keystep.agent.client import (
     enroll,
     sealing_key_fetcher,
 )
+from keystep.agent.deletions import DeletionQueue
 from keystep.agent.lease import LeaseHolder, LeaseStream
+from keystep.agent.status import write_agent_status
 from keystep.home import Home
 from keystep.outbox import Outbox
 
@@ -99,9 +101,21 @@ def run(home: Home, opts: AgentOptions) -> int:
     stream.start()
     outbox = Outbox(home.outbox_db)
     client = CollectorClient(cred.server, cred.credential)
-    uploader = Uploader(outbox, client)
+    uploader = Uploader(
+        outbox,
+        client,
+        deletions=DeletionQueue.of(home),
+        contributor_token=cred.contributor_token,
+    )
     up = threading.Thread(target=uploader.run, args=(stop,), name="keystep-upload", daemon=True)
     up.start()
+    reporter = threading.Thread(
+        target=report_status,
+        args=(home, cred, holder, stream, stop),
+        name="keystep-status",
+        daemon=True,
+    )
+    reporter.start()
     deadline = None if opts.duration is None else time.monotonic() + opts.duration
     try:
         while not stop.is_set():
@@ -115,12 +129,41 @@ def run(home: Home, opts: AgentOptions) -> int:
         stop.set()
         stream.stop()
         up.join(timeout=10)
+        reporter.join(timeout=5)
         # What the recorder flushed last, if the collector answers.
         with contextlib.suppress(httpx.HTTPError, OSError):
             uploader.drain_once()
         client.close()
         outbox.close()
     return 0
+
+
+def report_status(
+    home: Home,
+    cred: DeviceCredential,
+    holder: LeaseHolder,
+    stream: LeaseStream,
+    stop: threading.Event,
+    *,
+    every: float = 1.0,
+) -> None:
+    """Keep the status file ``keystep status`` reads fresh until ``stop``."""
+    while True:
+        lease, left, reason = holder.state()
+        try:
+            write_agent_status(
+                home,
+                server=cred.server,
+                device_id=cred.device_id,
+                lease=lease,
+                seconds_left=left,
+                reason=reason,
+                connected=stream.connected.is_set(),
+            )
+        except OSError as exc:
+            log.warning("cannot write the agent status: %s", exc)
+        if stop.wait(every):
+            return
 
 
 def _record(

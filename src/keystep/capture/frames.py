@@ -33,6 +33,64 @@ def to_rgb(grab: Grab) -> Image:
     return np.array(img, dtype=np.uint8)
 
 
+def rgb_rect(grab: Grab, rect: tuple[int, int, int, int]) -> Image:
+    """Only ``rect`` of the grab, as a writable RGB array: the rest is never converted."""
+    x, y, w, h = rect
+    if (x, y, w, h) == (0, 0, grab.w, grab.h):
+        return to_rgb(grab)
+    bgrx = np.frombuffer(grab.bgra, np.uint8).reshape(grab.h, grab.w, 4)
+    part = np.ascontiguousarray(bgrx[y : y + h, x : x + w])
+    img = PILImage.frombuffer("RGB", (w, h), part, "raw", "BGRX", 0, 1)
+    return np.array(img, dtype=np.uint8)
+
+
+def _pixels(grab: Grab) -> npt.NDArray[np.uint32]:
+    """The grab as one 32-bit word per pixel (a view, no copy): 4x fewer compares than bytes."""
+    return np.frombuffer(grab.bgra, np.uint32).reshape(grab.h, grab.w)
+
+
+def changed_rect_raw(prev: Grab, cur: Grab) -> tuple[int, int, int, int] | None:
+    """Bounding box of the pixels that differ between two grabs of one size (None: none)."""
+    if prev.bgra == cur.bgra:  # a memcmp: the common case of a still screen
+        return None
+    a, b = _pixels(prev), _pixels(cur)
+    rows = np.flatnonzero((a != b).any(axis=1))
+    if rows.size == 0:
+        return None
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    cols = np.flatnonzero((a[y0:y1] != b[y0:y1]).any(axis=0))
+    x0, x1 = int(cols[0]), int(cols[-1]) + 1
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+Rect = tuple[int, int, int, int]
+
+
+def _union(a: Rect | None, b: Rect) -> Rect:
+    if a is None:
+        return b
+    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+    x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def _clip(r: Rect, w: int, h: int) -> Rect | None:
+    x0, y0 = max(r[0], 0), max(r[1], 0)
+    x1, y1 = min(r[0] + r[2], w), min(r[1] + r[3], h)
+    return (x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else None
+
+
+def _black_out(img: Image, origin: tuple[int, int], blackout: list[Rect]) -> None:
+    """Fill every blackout rectangle (screen coordinates) where it meets ``img`` at ``origin``."""
+    ox, oy = origin
+    ih, iw = img.shape[:2]
+    for x, y, w, h in blackout:
+        part = _clip((x - ox, y - oy, w, h), iw, ih)
+        if part is not None:
+            px, py, pw, ph = part
+            img[py : py + ph, px : px + pw] = 0
+
+
 def encode_image(rgb: Image, codec: str = CODEC) -> bytes:
     buf = io.BytesIO()
     img = PILImage.fromarray(rgb, "RGB")
@@ -93,17 +151,53 @@ class FrameEncoder:
     def __init__(self, codec: str = CODEC) -> None:
         self.codec = codec
         self._prev: Image | None = None
-        self._prev_index = -1
+        self.new_batch()
 
     def new_batch(self) -> None:
         self._prev = None
+        self._prev_grab: Grab | None = None
+        self._prev_blackout: frozenset[Rect] = frozenset()
         self._prev_index = -1
 
+    def encode_grab(self, grab: Grab, index: int, blackout: list[Rect]) -> EncodedFrame:
+        """Encode a raw grab, with ``blackout`` filled, as frame ``index`` of the batch.
+
+        For frames no redactor needs to see whole: the change is found on the raw pixels and
+        only the changed rectangle is converted to RGB (a full conversion costs ~15 ms).
+        Where the blacked-out rectangles differ from the previous frame's, that area counts
+        as changed too, so a rebuilt frame always shows exactly this frame's blackout.
+        """
+        w, h = grab.w, grab.h
+        prev, base = self._prev_grab, self._prev_index
+        cur_blackout = frozenset(blackout)
+        self._prev = None
+        self._prev_grab, self._prev_index = grab, index
+        prev_blackout, self._prev_blackout = self._prev_blackout, cur_blackout
+        if prev is not None and (prev.w, prev.h) == (w, h):
+            rect = changed_rect_raw(prev, grab)
+            for r in cur_blackout ^ prev_blackout:
+                rect = _union(rect, r)
+            rect = _clip(rect, w, h) if rect is not None else None
+            if rect is None:
+                rect = (0, 0, 1, 1)  # unchanged: a one-pixel patch keeps "one image per frame"
+            x, y, pw, ph = rect
+            if pw * ph <= KEYFRAME_SHARE * w * h:
+                patch = rgb_rect(grab, rect)
+                _black_out(patch, (x, y), blackout)
+                return EncodedFrame(
+                    {"rect": [x, y, pw, ph], "base": base, "w": w, "h": h},
+                    encode_image(patch, self.codec),
+                )
+        full = to_rgb(grab)
+        _black_out(full, (0, 0), blackout)
+        return EncodedFrame({"rect": [0, 0, w, h], "w": w, "h": h}, encode_image(full, self.codec))
+
     def encode(self, rgb: Image, index: int) -> EncodedFrame:
-        """Encode ``rgb`` as frame ``index`` of the current batch."""
+        """Encode ``rgb`` (already redacted) as frame ``index`` of the current batch."""
         h, w = rgb.shape[:2]
         prev, base = self._prev, self._prev_index
         self._prev, self._prev_index = rgb, index
+        self._prev_grab, self._prev_blackout = None, frozenset()
         if prev is not None and prev.shape == rgb.shape:
             rect = changed_rect(prev, rgb)
             if rect is None:

@@ -31,7 +31,7 @@ from types import FrameType
 from typing import Any, Final
 
 from keystep.capture.batcher import Batcher
-from keystep.capture.frames import FrameEncoder, FrameRate, to_rgb
+from keystep.capture.frames import FrameEncoder, FrameRate, Image, to_rgb
 from keystep.capture.gate import BLOCKED, NO_CONSENT, PAUSED, RECORDING, Gate, read_consent
 from keystep.capture.indicator import TrayIndicator
 from keystep.capture.redaction import Redaction
@@ -455,6 +455,9 @@ class Recorder:
         self._retry_unsent()
         if self.batcher.due(now):
             self._seal(now)
+        # The tray icon is up only while something is being recorded.
+        self.indicator.show(self._state == RECORDING)
+        self.indicator_status = self.indicator.status
         if self._q.empty():
             # Inputs still to come are stamped after now; older grabs can't be asked for.
             self.ring.trim(now - RING_KEEP_S)
@@ -477,9 +480,9 @@ class Recorder:
                 self._held_move = raw
             return
         now = time.time()
-        if raw.kind in (BUTTON_DOWN, SCROLL) or (
-            raw.kind == KEY_PRESS and self.typing.starts_burst(raw, self._win.rid)
-        ):
+        burst = raw.kind == KEY_PRESS and self.typing.starts_burst(raw, self._win.rid)
+        key_action = raw.kind == KEY_PRESS and not burst and self.typing.starts_key_action(raw)
+        if raw.kind in (BUTTON_DOWN, SCROLL) or burst or key_action:
             if not self._observe(now):
                 if raw.kind == BUTTON_DOWN:
                     self._dropped_buttons.add(raw.button)
@@ -511,8 +514,15 @@ class Recorder:
                 Event(raw.t, POINTER_SCROLL, {"x": raw.x, "y": raw.y, "dx": raw.dx, "dy": raw.dy})
             )
         elif raw.kind == KEY_PRESS:
-            if self.typing.starts_burst(raw, self._win.rid):
+            if key_action:
+                # A special key or hotkey is a step of its own: its screen is the one after
+                # the typing before it, so that run is closed ahead of the frame.
+                for ev in self.typing.flush():
+                    self._emit(ev)
+            if burst or key_action:
                 self._attach_frame(raw.t)
+                if self._win.excluded:
+                    return  # focus moved to an excluded window while the frame was checked
             for ev in self.typing.press(raw, self._win.rid):
                 self._emit(ev)
         elif raw.kind == KEY_RELEASE:
@@ -559,21 +569,27 @@ class Recorder:
         if not self._observe(time.time()):
             return
         blackout = [
-            w.geometry
+            area
             for w in self.windows.visible()
-            if w.geometry is not None and self.gate.excluded(w)
+            if (area := w.outer or w.geometry) is not None and self.gate.excluded(w)
         ]
-        result = self.redaction.frame(
-            to_rgb(grab), window_key=str(self._win.rid), blackout=blackout
-        )
-        if result is None:
-            self.counts.dropped_frames += 1
-            return
-        image, n = result
+        image: Image | None = None
+        n = len(blackout)
+        if self.redaction.reads_frames:
+            result = self.redaction.frame(
+                to_rgb(grab), window_key=str(self._win.rid), blackout=blackout
+            )
+            if result is None:
+                self.counts.dropped_frames += 1
+                return
+            image, n = result
         if self.batcher.frames_full():
             self._seal(time.time())
         index = len(self.batcher.frames)
-        encoded = self.encoder.encode(image, index)
+        if image is not None:
+            encoded = self.encoder.encode(image, index)
+        else:
+            encoded = self.encoder.encode_grab(grab, index, blackout)
         self.batcher.add_frame(encoded.image, time.time())
         data = {"frame": index, **encoded.data, "window": self._win.rid, "redactions": n}
         self._add(Event(max(grab.t, self._clean_since), SCREEN_FRAME, data))

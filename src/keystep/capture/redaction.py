@@ -48,6 +48,12 @@ class Redaction:
                 f"on-device redaction is unavailable ({type(exc).__name__}); refusing to record"
             ) from exc
 
+    @property
+    def reads_frames(self) -> bool:
+        """Whether kept frames go through the screen redactor (which needs whole RGB images);
+        otherwise only excluded windows are blacked out, which the frame encoder does."""
+        return self._redactor is not None and self.screen
+
     def text(
         self, text: str, *, app: str | None, title: str | None, field: str | None
     ) -> tuple[str, int]:

@@ -62,6 +62,16 @@ class TypingAssembler:
             return False
         return self.burst is None or self.burst.window != window
 
+    def starts_key_action(self, raw: RawInput) -> bool:
+        """Whether this press becomes a ``key`` or ``hotkey`` step: a fresh press of a key
+        that is neither a modifier nor typing (the caller checks focus, keeps a frame)."""
+        return (
+            raw.kind == KEY_PRESS
+            and raw.name not in MODIFIER_KEYS
+            and not self.is_text(raw)
+            and raw.keycode not in self._down
+        )
+
     def press(self, raw: RawInput, window: int) -> list[Event]:
         out: list[Event] = []
         repeat = raw.keycode in self._down

@@ -10,6 +10,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Final
 
+from keystep.agent.deletions import DeletionQueue
+from keystep.agent.status import read_agent_status
 from keystep.capture.gate import EXCLUSIONS_VERSION, read_consent, read_pause
 from keystep.capture.recorder import STATUS_SCHEMA, Recorder, forget_request_file
 from keystep.cli.common import home_of, manifest_in_force
@@ -105,7 +107,11 @@ def _recorder_status(home: Home) -> dict[str, Any] | None:
     return doc
 
 
-def _vault_info(home: Home) -> dict[str, Any]:
+def _vault_info(home: Home, config: dict[str, Any]) -> dict[str, Any]:
+    vault = config.get("vault") or {}
+    if vault.get("kind") == "remote":
+        # A managed device holds no vault: the collector's vault service does.
+        return {"kind": "remote", "server": (config.get("collector") or {}).get("url")}
     try:
         path = home.vault_dir
     except Exception as exc:
@@ -147,6 +153,14 @@ def gather_status(home: Home) -> dict[str, Any]:
         counts = outbox.counts()
     finally:
         outbox.close()
+    config = home.read_config()
+    collector = dict(config.get("collector") or {"kind": "embedded"})
+    managed = collector.get("kind") == "server"
+    agent = read_agent_status(home, now=now) if managed else None
+    try:
+        deletions = len(DeletionQueue.of(home).ids())
+    except RuntimeError:
+        deletions = -1  # unreadable: said so below rather than failing the whole status
     return {
         "schema": STATUS_JSON_SCHEMA,
         "state": state,
@@ -172,8 +186,14 @@ def gather_status(home: Home) -> dict[str, Any]:
         "paused_until": pause.until if pause.paused else None,
         "pause_unreadable": pause.unreadable,
         "indicator": rec["indicator"] if rec is not None else "none: not recording",
-        "outbox": {"path": str(home.outbox_db), **counts},
-        "vault": _vault_info(home),
+        "outbox": {"path": str(home.outbox_db), **counts, "deletions_queued": deletions},
+        "collector": collector,
+        "agent": (
+            {k: agent[k] for k in ("pid", "server", "device_id", "connected", "lease")}
+            if agent is not None
+            else None
+        ),
+        "vault": _vault_info(home, config),
     }
 
 
@@ -212,8 +232,36 @@ def run_status(args: argparse.Namespace) -> int:
         f"outbox:     {ob['pending']} sealed batch(es) waiting to upload "
         f"({ob['pending_bytes']} bytes), {ob['acknowledged']} uploaded — {ob['path']}"
     )
+    if ob["deletions_queued"]:
+        print(
+            "            "
+            + (
+                "the queue of collector deletions is unreadable"
+                if ob["deletions_queued"] < 0
+                else f"{ob['deletions_queued']} uploaded batch(es) queued for deletion "
+                "at the collector"
+            )
+        )
+    col = st["collector"]
+    if col.get("kind") == "server":
+        print(f"collector:  {col.get('url')}")
+        agent = st["agent"]
+        if agent is None:
+            print("lease:      no agent is running (keystep agent --server URL)")
+        else:
+            lease = agent["lease"]
+            left = f", {lease['seconds_left']:.0f} s left" if lease["state"] == "held" else ""
+            link = "connected" if agent["connected"] else "not connected"
+            print(
+                f"lease:      {lease['state']}{left} ({lease.get('reason', '')}; "
+                f"agent pid {agent['pid']}, {link})"
+            )
+    else:
+        print("collector:  embedded (in this home)")
     v = st["vault"]
-    if "error" in v:
+    if v.get("kind") == "remote":
+        print(f"vault:      remote, behind the collector {v.get('server')}")
+    elif "error" in v:
         print(f"vault:      {v.get('vault_dir', '?')} ({v['error']})")
     else:
         print(f"vault:      {v.get('vault_dir')} (key store outside the home)")
@@ -226,7 +274,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 def collector_deletions_file(home: Home) -> Path:
     """Uploaded batch ids the collector must delete (the uploader drains this list)."""
-    return home.state_dir / "collector_deletions.json"
+    return DeletionQueue.of(home).path
 
 
 def run_forget(args: argparse.Namespace) -> int:
@@ -253,21 +301,18 @@ def run_forget(args: argparse.Namespace) -> int:
         if not recorder_done:
             raise RuntimeError("the running recorder did not confirm; run forget again")
     if uploaded:
-        path = collector_deletions_file(home)
-        try:
-            queued = list(json.loads(path.read_bytes()).get("batch_ids", []))
-        except (OSError, ValueError, AttributeError):
-            queued = []
-        pending_ids = sorted(set(queued) | set(uploaded))
+        queue = DeletionQueue.of(home)
         # The queue is written first so a crash mid-deletion leaves the ids to retry.
-        write_json(path, {"version": 1, "batch_ids": pending_ids})
+        pending_ids = queue.add(uploaded)
         if home.read_config().get("collector", {}).get("kind") == "embedded":
             from keystep.collector.embedded import delete_batches
 
             delete_batches(home, pending_ids)
-            write_json(path, {"version": 1, "batch_ids": []})
+            queue.remove(pending_ids)
             queued_note = f"; {len(uploaded)} already in the local collector, deleted there too"
         else:
+            # The agent's uploader sends them to the collector and keeps them queued
+            # until it confirms.
             queued_note = f"; {len(uploaded)} already uploaded, queued for collector deletion"
     else:
         queued_note = ""

@@ -14,13 +14,15 @@ import hmac
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
 import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from keystep.store.base import DeviceRecord
 
 DEVICE_PREFIX: Final = "ksd"
 CONTRIBUTOR_PREFIX: Final = "ksc"
@@ -43,6 +45,9 @@ class Caller:
     role: str
     pseudonym: str | None = None
     device_id: str | None = None
+    # A device's own record as authentication read it: an upload checks against it
+    # instead of reading it again.
+    device: DeviceRecord | None = field(default=None, compare=False, repr=False)
 
 
 def sha256_hex(secret: str) -> str:

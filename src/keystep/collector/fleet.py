@@ -1,11 +1,13 @@
 """Fleet control shared by every collector process: the kill switch and its notices.
 
 The halt state lives in the repository (``fleet_state``), the one place every collector
-reads. A change is written there first, then announced on PostgreSQL ``NOTIFY`` so every
-collector — this one included — pushes it to its connected agents at once; a poll catches
-anything a dropped ``LISTEN`` connection missed. Each halt or resume bumps a generation;
-leases carry it, and an agent refuses any lease older than a halt it has seen. Manifest
-changes, consent withdrawals and revoked devices travel as notices on the same channel.
+reads. A change and its PostgreSQL ``NOTIFY`` are one transaction: every other collector
+hears of it the moment it commits (and of a rolled-back one never), with no second round
+trip after the commit; this one pushes it to its own agents as soon as the commit returns.
+A poll catches anything a dropped ``LISTEN`` connection missed. Each halt or resume bumps
+a generation; leases carry it, and an agent refuses any lease older than a halt it has
+seen. Manifest changes, consent withdrawals and revoked devices travel as notices on the
+same channel.
 
 A collector that loses the channel stops issuing leases (fail safe): its agents stop when
 their leases run out; when it listens again, every stream re-reads its device's standing.
@@ -25,6 +27,7 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -65,6 +68,11 @@ class Notice:
 
 
 Message = FleetState | Notice
+
+
+def state_notification(state: FleetState) -> tuple[str, str]:
+    """The ``NOTIFY`` that travels with a change of the kill switch: (channel, payload)."""
+    return CHANNEL, encode(state)
 
 
 def encode(msg: Message) -> str:
@@ -185,6 +193,9 @@ class _Hub:
 
     def __init__(self, state: FleetState) -> None:
         self.state = state
+        # Grows whenever the latest manifest may have changed (a notice, or notices missed):
+        # what caches the manifest compares it.
+        self.manifest_epoch = 0
         self.listeners: set[Listener] = set()
         self._by_device: dict[str, set[Listener]] = {}
         self._by_pseudonym: dict[str, set[Listener]] = {}
@@ -219,6 +230,7 @@ class _Hub:
         elif notice.kind == "consent-withdrawn":
             targets = self._by_pseudonym.get(notice.subject, set())
         else:
+            self.manifest_epoch += 1
             targets = self.listeners
         for lst in list(targets):
             lst.offer(notice)
@@ -226,6 +238,7 @@ class _Hub:
     def resync(self) -> None:
         """Notices may have been missed: every stream re-reads its standing at its next
         renewal (spread over one renewal period, not all at once)."""
+        self.manifest_epoch += 1
         for lst in self.listeners:
             lst.recheck = True
 
@@ -276,6 +289,10 @@ class _RenewalWheel:
 class FleetBus(ABC):
     """The kill switch as one collector process sees it."""
 
+    # How a change of the kill switch reaches the other collectors: a NOTIFY committed with
+    # it, or nothing when there are none.
+    _notification: Callable[[FleetState], tuple[str, str]] | None = None
+
     def __init__(self, repo: Repository) -> None:
         self._repo = repo
         self._hub = _Hub(FleetState(halted=False, generation=0, changed_at=None))
@@ -285,6 +302,11 @@ class FleetBus(ABC):
     @property
     def state(self) -> FleetState:
         return self._hub.state
+
+    @property
+    def manifest_epoch(self) -> int:
+        """Changes whenever the latest manifest may have: a cache of it compares this."""
+        return self._hub.manifest_epoch
 
     @property
     @abstractmethod
@@ -328,18 +350,20 @@ class FleetBus(ABC):
         """Deliver ``msg`` to every collector's hub (this one's included)."""
 
     async def set_halted(self, halted: bool, *, by: str) -> FleetState:
-        # Its own thread: the kill switch never queues behind routine repository reads.
+        # Its own thread: the kill switch never queues behind routine repository reads. The
+        # other collectors hear of the change by the NOTIFY that commits with it.
         state = await asyncio.get_running_loop().run_in_executor(
             self._switch_thread,
             functools.partial(
-                self._repo.set_fleet_halted, halted, at=_now(), by=by, scope=Scope.steward()
+                self._repo.set_fleet_halted,
+                halted,
+                at=_now(),
+                by=by,
+                scope=Scope.steward(),
+                notify=self._notification,
             ),
         )
-        try:
-            # Announced first, so the other collectors start pushing while this one does.
-            await self._announce(state)
-        finally:
-            self._hub.apply(state)
+        self._hub.apply(state)
         return state
 
     async def publish(self, notice: Notice) -> None:
@@ -366,6 +390,8 @@ class LocalFleetBus(FleetBus):
 
 class PostgresFleetBus(FleetBus):
     """Several collectors on one PostgreSQL database: ``LISTEN``/``NOTIFY`` plus a poll."""
+
+    _notification = staticmethod(state_notification)
 
     def __init__(self, repo: Repository, dsn: str) -> None:
         super().__init__(repo)

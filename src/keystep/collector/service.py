@@ -62,7 +62,8 @@ from keystep.vault.base import AccessDenied, VaultError
 DEFAULT_MAX_BATCH: Final = 64 * 1024 * 1024
 ENVELOPE_TYPE: Final = "application/octet-stream"
 CODE_TTL: Final = timedelta(hours=72)
-RECHECK_SECONDS: Final = 300.0
+RECHECK_SECONDS: Final = 60.0
+MANIFEST_CACHE_SECONDS: Final = 60.0
 LEASE_RESIGN_SECONDS: Final = 300.0
 PURPOSE_OWN: Final = "contributor-access"
 
@@ -92,6 +93,13 @@ class Collector:
     max_batch_bytes: int = DEFAULT_MAX_BATCH
     metrics: Any = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # The latest manifest as of a fleet-bus epoch (see latest_manifest), and the batcher of
+    # the lease streams' standing checks: process state, not configuration.
+    _latest: tuple[int, float, ManifestRecord | None] | None = field(
+        default=None, init=False, repr=False
+    )
+    _standing: StandingChecks | None = field(default=None, init=False, repr=False)
+    _manifests: dict[int, Manifest] = field(default_factory=dict, init=False, repr=False)
 
     def audit(self, event: AuditEvent) -> None:
         if self.vault is None:
@@ -156,7 +164,12 @@ def _device_caller(c: Collector, token: str) -> Caller:
             )
         raise ServiceError(403, f"device {device_id} has been revoked")
     return Caller(
-        kind="device", name=device_id, role="device", pseudonym=dev.contributor, device_id=device_id
+        kind="device",
+        name=device_id,
+        role="device",
+        pseudonym=dev.contributor,
+        device_id=device_id,
+        device=dev,
     )
 
 
@@ -345,13 +358,19 @@ def current_manifest(c: Collector, *, version: int | None = None) -> ManifestRec
 
 
 def manifest_lookup(c: Collector) -> Callable[[int], Manifest | None]:
-    cache: dict[int, Manifest | None] = {}
+    """Published manifests by version, parsed once per process: a version is immutable
+    once published (the repository refuses other text under it), so the parse — YAML and
+    schema validation, far costlier than storing a batch — is kept. A version not yet
+    published is asked for again next time."""
 
     def lookup(version: int) -> Manifest | None:
-        if version not in cache:
+        m = c._manifests.get(version)
+        if m is None:
             rec = c.repo.get_manifest(version)
-            cache[version] = load_manifest(rec.yaml_text) if rec else None
-        return cache[version]
+            if rec is None:
+                return None
+            m = c._manifests.setdefault(version, load_manifest(rec.yaml_text))
+        return m
 
     return lookup
 
@@ -461,6 +480,7 @@ def upload_batch(c: Collector, *, caller: Caller, body: bytes) -> Ack:
             audit=c.audit,
             now=c.clock(),
             max_bytes=c.max_batch_bytes,
+            authenticated=caller.device,
         )
     except IngestRejected as exc:
         c.count("batches_rejected", reason=_reason_label(exc.status))
@@ -565,6 +585,17 @@ def forget(c: Collector, *, caller: Caller, last: timedelta) -> int:
     return len(gone)
 
 
+def forget_batches(c: Collector, *, caller: Caller, batch_ids: list[str]) -> int:
+    """Delete the named batches of the calling contributor; another's ids delete nothing
+    (the contributor's scope does not see them) and are not told apart from unknown ones."""
+    require(caller, "contributor")
+    assert caller.pseudonym is not None
+    gone = c.repo.delete_batches(batch_ids, scope=Scope.of_contributor(caller.pseudonym))
+    for b in gone:
+        c.blobs.delete(b.blob_key)
+    return len(gone)
+
+
 def erase(c: Collector, *, caller: Caller, contributor: str | None = None) -> int:
     """Cryptographic erasure (the vault destroys the keys), then metadata and blobs go."""
     if caller.role == "steward":
@@ -608,19 +639,80 @@ def erase(c: Collector, *, caller: Caller, contributor: str | None = None) -> in
 # -- leases and the kill switch -------------------------------------------------------------
 
 
-def _device_may_lease(c: Collector, device_id: str) -> tuple[bool, str]:
-    dev = c.repo.get_device(device_id, scope=Scope.collector())
-    if dev is None or dev.revoked:
-        return False, "device revoked"
-    latest = c.repo.latest_manifest()
+def latest_manifest(c: Collector) -> ManifestRecord | None:
+    """The latest published manifest, read again only when the fleet bus says it may have
+    changed (a ``manifest`` notice, or notices missed) or the copy is a minute old."""
+    epoch, now = c.fleet.manifest_epoch, time.monotonic()
+    cached = c._latest
+    if cached is not None and cached[0] == epoch and now - cached[1] < MANIFEST_CACHE_SECONDS:
+        return cached[2]
+    # The epoch was taken before the read: a notice arriving meanwhile forces another.
+    rec = c.repo.latest_manifest()
+    c._latest = (epoch, now, rec)
+    return rec
+
+
+def devices_barred(c: Collector, device_ids: list[str]) -> dict[str, str]:
+    """Which of ``device_ids`` may not hold a lease now, and why (one repository read)."""
+    latest = latest_manifest(c)
     if latest is None:
-        return False, "no manifest published"
-    consent = c.repo.active_consent(
-        dev.contributor, latest.version, scope=Scope.of_contributor(dev.contributor)
-    )
-    if consent is None or consent.manifest_digest != latest.digest:
-        return False, f"no consent to manifest v{latest.version}"
-    return True, ""
+        return dict.fromkeys(device_ids, "no manifest published")
+    return c.repo.devices_barred(device_ids, manifest=latest)
+
+
+def _device_may_lease(c: Collector, device_id: str) -> tuple[bool, str]:
+    why = devices_barred(c, [device_id]).get(device_id)
+    return (False, why) if why else (True, "")
+
+
+class StandingChecks:
+    """The standing checks of every lease stream of the process, batched: checks asked for
+    while a read is in flight share the next one, as group commit shares a commit. With
+    ten thousand streams re-checked every minute this is a few reads a second, not three
+    transactions per stream."""
+
+    def __init__(self, c: Collector) -> None:
+        self._c = c
+        self._pending: dict[str, list[asyncio.Future[tuple[bool, str]]]] = {}
+        self._running = False
+        self._task: asyncio.Task[None] | None = None  # held: the loop keeps only weak refs
+        self.reads = 0  # how many repository reads answered them (for tests and benches)
+
+    async def check(self, device_id: str) -> tuple[bool, str]:
+        fut: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(device_id, []).append(fut)
+        if not self._running:
+            self._running = True
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                group, self._pending = self._pending, {}
+                try:
+                    barred = await asyncio.to_thread(devices_barred, self._c, list(group))
+                except Exception as exc:
+                    for futs in group.values():
+                        for f in futs:
+                            if not f.done():
+                                f.set_exception(exc)
+                    continue
+                finally:
+                    self.reads += 1
+                for device_id, futs in group.items():
+                    why = barred.get(device_id)
+                    for f in futs:
+                        if not f.done():
+                            f.set_result((False, why) if why else (True, ""))
+        finally:
+            self._running = False
+
+
+def standing_checks(c: Collector) -> StandingChecks:
+    if c._standing is None:
+        c._standing = StandingChecks(c)
+    return c._standing
 
 
 def issue_lease(c: Collector, *, caller: Caller) -> tuple[str, FleetState]:
@@ -700,7 +792,8 @@ class LeaseSession:
         rechecks_every = max(1, round(RECHECK_SECONDS / self._renew))
         renewals = random.randrange(rechecks_every)
         try:
-            ok, why = await asyncio.to_thread(_device_may_lease, c, self.device_id)
+            checks = standing_checks(c)
+            ok, why = await checks.check(self.device_id)
             state = c.fleet.state
             sent_halt = -1
             if state.halted:
@@ -743,7 +836,7 @@ class LeaseSession:
                         recheck = True
                 if recheck:
                     lst.recheck = False
-                    ok, why = await asyncio.to_thread(_device_may_lease, c, self.device_id)
+                    ok, why = await checks.check(self.device_id)
         finally:
             lst.close()
 

@@ -154,15 +154,11 @@ class Report:
                 f"{c.screen_leaks:>6}"
             )
         d = self.as_dict()
-        small = d["screen_box_coverage_small"]
         lines += [
             f"typed recall (pattern entities) {d['typed_recall_pattern']:.4f}  (target >= 0.99)",
             f"typed precision                 {d['typed_precision']:.4f}  (target >= 0.9)",
             f"screen box coverage >= 11 px    {d['screen_box_coverage_11px']:.4f}  "
             f"(target >= 0.99; {self.glyphs_11} glyph boxes)",
-            "screen box coverage < 11 / huge "
-            + (f"{small:.4f}" if small is not None else "-")
-            + f"  ({self.glyphs_small} glyph boxes)",
             f"screen precision (boxes)        {d['screen_precision']:.4f}  (target >= 0.9)",
             f"masked area                     {d['masked_area_of_screen']:.2%} of screen, "
             f"{d['masked_area_of_text']:.2%} of text area",

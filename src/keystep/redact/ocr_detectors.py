@@ -6,7 +6,7 @@ import re
 from typing import Final
 
 from keystep.redact.normalize import OCR_DIGITS
-from keystep.redact.spans import EMAIL, IBAN, NUMBER, PASSWORD, SECRET, Span
+from keystep.redact.spans import DATE_OF_BIRTH, EMAIL, IBAN, NUMBER, PASSWORD, SECRET, Span
 
 # A run of digit-like characters (OCR reads 1 as l, 0 as O) with separators, as it comes
 # out of OCR: "(555) 0l2-3456", "4111 1111 1111 111l".
@@ -58,8 +58,9 @@ class OcrEmailDetector:
         spans = []
         for m in _AT_TOKEN.finditer(text):
             local, _, domain = m.group().partition("@")
-            # "typescript@5.4.2" is a package version; a domain starts with letters.
-            if local.strip("([<\"'“ ") and re.match(r"\s?[A-Za-z]{2,}", domain):
+            # "typescript@5.4.2" is a package version; a domain starts with letters. An
+            # address cut by the screen's edge ("krista25@") has no domain at all.
+            if local.strip("([<\"'“ ") and not re.match(r"\s?\d", domain):
                 spans.append(Span(m.start(), m.end(), EMAIL, 0.7))
         return spans
 
@@ -104,10 +105,22 @@ class OcrCredentialDetector:
 # words. Fields are separated by wide gaps, which the row text renders as 4 spaces.
 _SCREEN_LABEL: Final = re.compile(
     r"(?<![A-Za-z0-9])(?P<label>pass(?:word|wd|phrase)|pwd|secret|token|api[\s_\-]?key|"
-    r"access[\s_\-]?key(?:[\s_\-]?id)?|bearer)(?P<sep>\s*[:=]\s*|\s+)[\"'“‘]?"
+    r"access[\s_\-]?key(?:[\s_\-]?id)?|bearer|iban|born|dob|date\s+of\s+birth)"
+    r"(?P<sep>\s*[:=]\s*|\s+)[\"'“‘]?"
     r"(?P<value>\S(?:(?!\s{3}).){2,})",
     re.I,
 )
+
+
+_LABEL_ENTITY: Final = {
+    "pass": PASSWORD,
+    "pwd": PASSWORD,
+    "iban": IBAN,
+    "born": DATE_OF_BIRTH,
+    "dob": DATE_OF_BIRTH,
+    "date": DATE_OF_BIRTH,
+}
+_DATEISH: Final = re.compile(r"\d|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec", re.I)
 
 
 class OcrLabelledValueDetector:
@@ -121,8 +134,12 @@ class OcrLabelledValueDetector:
             value = m.group("value")
             if value.startswith("-"):
                 continue  # "--password-stdin"
+            label = m.group("label").lower()
             prose = re.match(r"^[a-z]+(?:\s[a-z]+)*[.!?]?$", value) is not None
-            if prose and not m.group("sep").strip() and m.group("label").lower() != "bearer":
-                continue  # "Password reset link sent"
-            spans.append(Span(m.start("value"), m.end("value"), SECRET, 0.7))
+            if prose and not m.group("sep").strip() and label not in ("bearer", "iban"):
+                continue  # "Password reset link sent", "born in Ohio"
+            entity = _LABEL_ENTITY.get(label[:4], SECRET)
+            if entity == DATE_OF_BIRTH and not _DATEISH.search(value):
+                continue  # a date of birth has digits or a month
+            spans.append(Span(m.start("value"), m.end("value"), entity, 0.7))
         return spans

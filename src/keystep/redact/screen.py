@@ -39,6 +39,7 @@ CACHE_WINDOWS: Final = 16
 CACHE_ENTRIES: Final = 4096
 DETECT_CACHE: Final = 8192
 _RANDOM_LOOKING: Final = frozenset({SECRET, PASSWORD, EMAIL, IBAN, NUMBER})
+_EMAIL_PART: Final = re.compile(r"^[\"'“‘(<]|[0-9._\-]")
 TINY_HEIGHT: Final = 11
 """Regions with less ink height than this (fonts under ~9 px) are below what OCR reads
 reliably: unless they read as plain words, they are filled whole."""
@@ -248,7 +249,7 @@ class ScreenRedactor:
             placed_row = [p for _, _, p in offsets]
             for span in self._spans(text):
                 hit = [i for i, (s, e, _) in enumerate(offsets) if s < span.end and e > span.start]
-                hit = _glued(hit, placed_row, regions, wide=span.entity in _RANDOM_LOOKING)
+                hit = _glued(hit, placed_row, regions, span.entity)
                 boxes.extend(_cover(hit, placed_row, regions, span.entity, frame))
         return boxes
 
@@ -363,10 +364,11 @@ def _randomish(word: str) -> bool:
     return classes >= 2 or (len(core) >= 4 and not core.isalpha())
 
 
-def _glued(hit: list[int], row: list[_Placed], regions: list[Region], *, wide: bool) -> list[int]:
+def _glued(hit: list[int], row: list[_Placed], regions: list[Region], entity: str) -> list[int]:
     """Flagged words grown over neighbours that touch them on screen: OCR puts spaces
     inside tokens ("glpat -OgW...", "example. org") where the pixels have none. Random
     strings (keys, passwords) are grown over gaps up to a monospace space."""
+    wide = entity in _RANDOM_LOOKING
     limit = 0.5 if wide else 0.3
     chosen = set(hit)
     for direction in (-1, 1):
@@ -383,7 +385,9 @@ def _glued(hit: list[int], row: list[_Placed], regions: list[Region], *, wide: b
                 nxt = row[i + direction].word.text
                 # OCR shreds a long random string into fragments at odd gaps; they stay
                 # random-looking ("xN", "DQyliwg!"), unlike the words around a key.
-                if gap > limit * h and not (wide and gap <= h and _randomish(nxt)):
+                # An address's local part split off at a quote or a digit ("“sheilal 1@ex").
+                local = entity == EMAIL and direction == -1 and _EMAIL_PART.search(nxt)
+                if gap > limit * h and not (wide and gap <= h and (_randomish(nxt) or local)):
                     break
                 i += direction
                 chosen.add(i)

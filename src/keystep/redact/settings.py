@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Final, Literal
 
 REDACTION_VERSION: Final = "r1"
+COUNTRIES: Final = ("AU", "CA", "ES", "GB", "IN", "IT", "SG", "US")
+"""Countries with country-specific recognizers (UK is accepted for GB)."""
 """The version of the detectors and rules in this package; bump it when what is redacted
 changes, because it goes into every batch header and dataset card."""
 
@@ -32,6 +34,9 @@ class RedactionSettings:
             raise ValueError("redaction.frame_budget_s must be in (0, 60]")
         if not (1 <= self.workers <= 16):
             raise ValueError("redaction.workers must be between 1 and 16")
+        unknown = {c.upper().replace("UK", "GB") for c in self.countries} - set(COUNTRIES)
+        if unknown:
+            raise ValueError(f"redaction.countries: no recognizers for {sorted(unknown)}")
 
     @classmethod
     def from_manifest_section(cls, section: Mapping[str, Any]) -> RedactionSettings:

@@ -10,7 +10,7 @@ queries, so code written against one backend sees the same rows on the other.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
@@ -270,8 +270,21 @@ class Repository(ABC):
     def fleet_state(self) -> FleetState: ...
 
     @abstractmethod
-    def set_fleet_halted(self, halted: bool, *, at: datetime, by: str, scope: Scope) -> FleetState:
-        """Set the kill switch; the generation grows by one on every call."""
+    def set_fleet_halted(
+        self,
+        halted: bool,
+        *,
+        at: datetime,
+        by: str,
+        scope: Scope,
+        notify: Callable[[FleetState], tuple[str, str]] | None = None,
+    ) -> FleetState:
+        """Set the kill switch; the generation grows by one on every call.
+
+        ``notify`` turns the new state into ``(channel, payload)``. A backend shared by
+        several processes (PostgreSQL) sends it with ``NOTIFY`` in the same transaction, so
+        it is delivered exactly when the change commits and never without it; a backend of
+        one process (SQLite) has no channel and does not call it."""
 
     # -- lineage ---------------------------------------------------------------------------
 
@@ -320,6 +333,26 @@ class Repository(ABC):
             contributor, manifest_version, scope=Scope.of_contributor(contributor)
         )
         return device, consent
+
+    def devices_barred(
+        self, device_ids: Collection[str], *, manifest: ManifestRecord
+    ) -> dict[str, str]:
+        """Which of ``device_ids`` may not hold a recording lease under ``manifest``, and why:
+        unknown or revoked, or their contributor has no active consent to that version with
+        that digest. Devices absent from the answer may. Backends with a network round trip
+        per transaction answer for all of them in one."""
+        barred: dict[str, str] = {}
+        for device_id in device_ids:
+            dev = self.get_device(device_id, scope=Scope.collector())
+            if dev is None or dev.revoked:
+                barred[device_id] = "device revoked"
+                continue
+            consent = self.active_consent(
+                dev.contributor, manifest.version, scope=Scope.of_contributor(dev.contributor)
+            )
+            if consent is None or consent.manifest_digest != manifest.digest:
+                barred[device_id] = f"no consent to manifest v{manifest.version}"
+        return barred
 
 
 def check_write(scope: Scope, table: str) -> None:

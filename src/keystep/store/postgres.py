@@ -15,7 +15,7 @@ device and consent are read in one transaction too (:meth:`device_and_consent`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -304,6 +304,10 @@ class PostgresRepository(Repository):
             raise Conflict(f"device id {d.device_id} is taken") from None
 
     def get_device(self, device_id: str, *, scope: Scope) -> DeviceRecord | None:
+        if scope == Scope.collector():
+            # Every request of a device reads its record (authentication): those that
+            # arrive together share one transaction with the uploads' consent reads.
+            return self._reads((device_id, "", 0))[0]
         with self._tx(scope) as cur:
             cur.execute("SELECT * FROM devices WHERE device_id = %s", (device_id,))
             row = cur.fetchone()
@@ -314,17 +318,27 @@ class PostgresRepository(Repository):
     ) -> tuple[DeviceRecord | None, ConsentRecord | None]:
         return self._reads((device_id, contributor, manifest_version))
 
+    def active_consent(
+        self, contributor: str, manifest_version: int, *, scope: Scope
+    ) -> ConsentRecord | None:
+        if scope != Scope.of_contributor(contributor):
+            return super().active_consent(contributor, manifest_version, scope=scope)
+        # Queued with the uploads' other reads: one transaction for all that arrive together.
+        return self._reads(("", contributor, manifest_version))[1]
+
     def _read_group(
         self, group: Sequence[tuple[str, str, int]]
     ) -> list[tuple[DeviceRecord | None, ConsentRecord | None]]:
-        """The reads of every upload that queued meanwhile, in one transaction and one round
-        trip: the devices in the collector's scope, then each contributor's consents in that
+        """The reads of every request that queued meanwhile (authentication's device reads,
+        uploads' device and consent reads), in one transaction and one round trip: the
+        devices in the collector's scope, then each contributor's consents in that
         contributor's own scope. Each request was queued before this transaction began, so
         none sees older state than a read of its own would have."""
-        contributors = sorted({c for _, c, _ in group})
+        contributors = sorted({c for _, c, _ in group if c})  # "": a device read only
         with self._tx(Scope.collector()) as cur:
             cur.execute(
-                "SELECT * FROM devices WHERE device_id = ANY(%s)", ([d for d, _, _ in group],)
+                "SELECT * FROM devices WHERE device_id = ANY(%s)",
+                ([d for d, _, _ in group if d],),
             )
             per_contributor = []
             for who in contributors:
@@ -342,6 +356,43 @@ class PostgresRepository(Repository):
                 for r in c.fetchall()
             }
         return [(devices.get(d), consents.get((who, v))) for d, who, v in group]
+
+    def devices_barred(
+        self, device_ids: Collection[str], *, manifest: ManifestRecord
+    ) -> dict[str, str]:
+        """One transaction of two round trips, however many devices: the devices in the
+        collector's scope, then each of their contributors' consents in that contributor's
+        own scope (a consent is visible to no one else), pipelined."""
+        ids = list(device_ids)
+        if not ids:
+            return {}
+        with self._tx(Scope.collector()) as cur:
+            cur.execute("SELECT * FROM devices WHERE device_id = ANY(%s)", (ids,))
+            devices = {r["device_id"]: _device(r) for r in cur.fetchall()}
+            contributors = sorted({d.contributor for d in devices.values() if not d.revoked})
+            per_contributor = []
+            for who in contributors:
+                self._scoped(cur.connection.cursor(), Scope.of_contributor(who))
+                c = cur.connection.cursor()
+                c.execute(
+                    "SELECT manifest_digest FROM consents WHERE contributor = %s"
+                    " AND manifest_version = %s AND withdrawn_at IS NULL",
+                    (who, manifest.version),
+                )
+                per_contributor.append((who, c))
+            consented = {
+                who
+                for who, c in per_contributor
+                if any(r["manifest_digest"] == manifest.digest for r in c.fetchall())
+            }
+        barred: dict[str, str] = {}
+        for device_id in ids:
+            dev = devices.get(device_id)
+            if dev is None or dev.revoked:
+                barred[device_id] = "device revoked"
+            elif dev.contributor not in consented:
+                barred[device_id] = f"no consent to manifest v{manifest.version}"
+        return barred
 
     def list_devices(self, *, scope: Scope) -> list[DeviceRecord]:
         with self._tx(scope) as cur:
@@ -455,7 +506,15 @@ class PostgresRepository(Repository):
             raise RepositoryError("fleet_state row is missing (migrations not run?)")
         return _fleet(row)
 
-    def set_fleet_halted(self, halted: bool, *, at: datetime, by: str, scope: Scope) -> FleetState:
+    def set_fleet_halted(
+        self,
+        halted: bool,
+        *,
+        at: datetime,
+        by: str,
+        scope: Scope,
+        notify: Callable[[FleetState], tuple[str, str]] | None = None,
+    ) -> FleetState:
         with self._tx(scope) as cur:
             cur.execute(
                 "UPDATE fleet_state SET halted = %s, generation = generation + 1,"
@@ -463,9 +522,14 @@ class PostgresRepository(Repository):
                 (halted, at, by),
             )
             row = cur.fetchone()
-        if row is None:  # the update policy hid the row: this scope may not write it
-            raise ScopeError(f"role {scope.role} may not change fleet_state")
-        return _fleet(row)
+            if row is None:  # the update policy hid the row: this scope may not write it
+                raise ScopeError(f"role {scope.role} may not change fleet_state")
+            state = _fleet(row)
+            if notify is not None:
+                # PostgreSQL delivers a NOTIFY at commit: the listeners hear of the change
+                # exactly when it is durable, and of a rolled-back one never.
+                cur.execute("SELECT pg_notify(%s, %s)", notify(state))
+        return state
 
     # -- lineage ---------------------------------------------------------------------------
 

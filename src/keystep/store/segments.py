@@ -318,3 +318,47 @@ class SegmentBlobStore(BlobStore):
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
+
+
+class SegmentDamaged(BlobError):
+    """A record that does not parse: a torn tail (last segment) or damage (any other)."""
+
+    def __init__(self, path: Path, offset: int) -> None:
+        super().__init__(f"{path} has no valid record at offset {offset}")
+        self.offset = offset
+
+
+def segment_number(path: Path) -> int | None:
+    """``seg-00000012.kss`` → 12; None for any other name."""
+    m = _NAME.match(path.name)
+    return int(m.group(1)) if m else None
+
+
+def read_segment(path: Path) -> Iterator[tuple[str, bytes]]:
+    """The live blobs of one segment file, ``(key, data)`` in file order, read-only: for a
+    scanner, which must repair nothing (opening a :class:`SegmentBlobStore` cuts a torn
+    tail). Deleted records are skipped. Raises :class:`BlobError` when the file is not a
+    version-1 segment and :class:`SegmentDamaged` at the first record that does not parse."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if os.pread(fd, len(SEGMENT_MAGIC), 0) != SEGMENT_MAGIC:
+            raise BlobError(f"{path} is not a keystep segment (version 1)")
+        pos = len(SEGMENT_MAGIC)
+        while pos < size:
+            head = os.pread(fd, _RECORD.size, pos)
+            if len(head) < _RECORD.size:
+                raise SegmentDamaged(path, pos)
+            magic, state, klen, dlen, _digest = _RECORD.unpack(head)
+            data_at = pos + _RECORD.size + klen
+            if magic != _RECORD_MAGIC or state not in (_LIVE, _DELETED) or data_at + dlen > size:
+                raise SegmentDamaged(path, pos)
+            if state == _LIVE:
+                try:
+                    key = os.pread(fd, klen, pos + _RECORD.size).decode()
+                except UnicodeDecodeError:
+                    raise SegmentDamaged(path, pos) from None
+                yield key, os.pread(fd, dlen, data_at)
+            pos = data_at + dlen
+    finally:
+        os.close(fd)

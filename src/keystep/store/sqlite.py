@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -547,7 +547,16 @@ class SqliteRepository(Repository):
         r = self._read("SELECT * FROM fleet_state WHERE id = 1")[0]
         return FleetState(bool(r["halted"]), r["generation"], _dt(r["changed_at"]), r["changed_by"])
 
-    def set_fleet_halted(self, halted: bool, *, at: datetime, by: str, scope: Scope) -> FleetState:
+    def set_fleet_halted(
+        self,
+        halted: bool,
+        *,
+        at: datetime,
+        by: str,
+        scope: Scope,
+        notify: Callable[[FleetState], tuple[str, str]] | None = None,
+    ) -> FleetState:
+        # One process owns this database: there is no other collector to notify.
         check_write(scope, "fleet_state")
 
         def run(db: sqlite3.Connection) -> FleetState:

@@ -7,7 +7,7 @@ import binascii
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -148,8 +148,21 @@ class ExportedBatch(_Model):
     error: str | None = None
 
 
+BatchId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class ForgetRequest(_Model):
-    last_seconds: int = Field(gt=0, le=366 * 24 * 3600)
+    """Either the last ``last_seconds`` of recording, or the named batches (a device's
+    ``keystep forget`` knows which of its uploaded batches overlap the window)."""
+
+    last_seconds: int | None = Field(default=None, gt=0, le=366 * 24 * 3600)
+    batch_ids: list[BatchId] | None = Field(default=None, min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ForgetRequest:
+        if (self.last_seconds is None) == (self.batch_ids is None):
+            raise ValueError("give exactly one of last_seconds and batch_ids")
+        return self
 
 
 class EraseRequest(_Model):

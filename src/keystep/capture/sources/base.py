@@ -86,13 +86,19 @@ class ScreenSource(ABC):
 
 @dataclass(frozen=True, slots=True)
 class WindowInfo:
-    """A top-level window. ``handle`` is the platform's id; never serialised as such."""
+    """A top-level window. ``handle`` is the platform's id; never serialised as such.
+
+    ``geometry`` is the app's own area; ``outer`` adds the window manager's frame (title bar,
+    borders), which is what an excluded window's blackout must cover: the title bar shows
+    the very title that made it excluded.
+    """
 
     handle: int
     app: str | None
     title: str | None
     pid: int | None
     geometry: tuple[int, int, int, int] | None
+    outer: tuple[int, int, int, int] | None = None
 
 
 class WindowSource(ABC):

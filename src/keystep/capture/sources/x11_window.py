@@ -4,6 +4,11 @@ Focus and title changes are events, not polls: the source listens for PropertyNo
 ``_NET_ACTIVE_WINDOW`` on the root and of the title on the focused window. Without an EWMH
 window manager (focus = the window under the pointer) it has nothing to listen to and says
 "changed" every time, so the caller polls.
+
+The list of visible windows (asked for at every kept frame, to black out excluded ones) is
+cached: ~5 round trips per window otherwise. Any event that may change it drops the cache:
+a top-level window mapped, unmapped, moved, resized, restacked or destroyed (root
+SubstructureNotify), the window manager's stacking list, or a listed window's title or class.
 """
 
 from __future__ import annotations
@@ -19,6 +24,18 @@ from keystep.capture.sources.base import MonitorSource, SourceError, WindowInfo,
 from keystep.model.batch import Monitor
 
 _MAX_TITLE = 512
+# Root SubstructureNotify events that change which top-level windows are where.
+_LAYOUT_EVENTS = frozenset(
+    {
+        Xlib.X.ConfigureNotify,
+        Xlib.X.MapNotify,
+        Xlib.X.UnmapNotify,
+        Xlib.X.DestroyNotify,
+        Xlib.X.ReparentNotify,
+        Xlib.X.GravityNotify,
+        Xlib.X.CirculateNotify,
+    }
+)
 
 
 def open_display(name: str) -> Xlib.display.Display:
@@ -42,22 +59,46 @@ class X11WindowSource(WindowSource):
         self._utf8 = atom("UTF8_STRING")
         self._check = atom("_NET_SUPPORTING_WM_CHECK")
         self._title_atoms = (self._wm_name, Xlib.Xatom.WM_NAME)
+        self._list_atoms = (self._stacking, atom("_NET_CLIENT_LIST"))
+        self._extents = atom("_NET_FRAME_EXTENTS")
+        self._describe_atoms = (*self._title_atoms, Xlib.Xatom.WM_CLASS, self._extents)
         self._watched: int | None = None
         self._polling = True  # until focused() has found an EWMH active window
-        self._root.change_attributes(event_mask=Xlib.X.PropertyChangeMask)
+        self._focus_dirty = False
+        self._visible: list[WindowInfo] | None = None
+        self._restacked = False
+        self._stack: list[int] = []  # the stacking list the cached windows came from
+        self._listed: set[int] = set()  # windows whose property changes we select
+        self._root.change_attributes(
+            event_mask=Xlib.X.PropertyChangeMask | Xlib.X.SubstructureNotifyMask
+        )
 
-    def changed(self) -> bool:
-        dirty = self._polling
+    def _drain(self) -> None:
+        """Take every event already received: note focus changes, drop a stale window list."""
         d = self._d
+        root = self._root.id
         while d.pending_events():
             ev = d.next_event()
             if ev.type != Xlib.X.PropertyNotify:
+                if ev.type in _LAYOUT_EVENTS:
+                    self._visible = None
                 continue
             wid = int(ev.window.id)
-            if (wid == self._root.id and ev.atom == self._active) or (
-                wid == self._watched and ev.atom in self._title_atoms
-            ):
-                dirty = True
+            if wid == root:
+                if ev.atom == self._active:
+                    self._focus_dirty = True
+                elif ev.atom in self._list_atoms:
+                    # Window managers rewrite the list on every click, mostly unchanged.
+                    self._restacked = True
+                continue
+            if wid == self._watched and ev.atom in self._title_atoms:
+                self._focus_dirty = True
+            if wid in self._listed and ev.atom in self._describe_atoms:
+                self._visible = None
+
+    def changed(self) -> bool:
+        self._drain()
+        dirty, self._focus_dirty = self._polling or self._focus_dirty, False
         return dirty
 
     def _watch(self, handle: int | None) -> None:
@@ -65,7 +106,7 @@ class X11WindowSource(WindowSource):
         if handle == self._watched:
             return
         gone = Xlib.error.CatchError(Xlib.error.BadWindow)  # either may be destroyed by now
-        if self._watched is not None:
+        if self._watched is not None and self._watched not in self._listed:
             old = self._d.create_resource_object("window", self._watched)
             old.change_attributes(event_mask=Xlib.X.NoEventMask, onerror=gone)
         if handle is not None:
@@ -115,13 +156,25 @@ class X11WindowSource(WindowSource):
             pid_prop = w.get_full_property(self._wm_pid, Xlib.Xatom.CARDINAL)
             g = w.get_geometry()
             pos = w.translate_coords(self._root, 0, 0)
+            ext = w.get_full_property(self._extents, Xlib.Xatom.CARDINAL)
         except (Xlib.error.XError, AttributeError):
             return None
         pid = int(pid_prop.value[0]) if pid_prop is not None and len(pid_prop.value) else None
         # translate_coords from the window to root returns minus the window's root position.
-        geometry = (-int(pos.x), -int(pos.y), int(g.width), int(g.height))
+        x, y, width, height = -int(pos.x), -int(pos.y), int(g.width), int(g.height)
+        outer = None
+        if ext is not None and len(ext.value) == 4:
+            left, right, top, bottom = (int(v) for v in ext.value)
+            outer = (x - left, y - top, width + left + right, height + top + bottom)
         app = cls[1] if cls else None
-        return WindowInfo(handle=handle, app=app, title=title, pid=pid, geometry=geometry)
+        return WindowInfo(
+            handle=handle,
+            app=app,
+            title=title,
+            pid=pid,
+            geometry=(x, y, width, height),
+            outer=outer,
+        )
 
     def _title(self, w: Any) -> str | None:
         prop = w.get_full_property(self._wm_name, self._utf8)
@@ -135,9 +188,25 @@ class X11WindowSource(WindowSource):
         return str(name)[:_MAX_TITLE] if name else None
 
     def visible(self) -> list[WindowInfo]:
+        # Events sent before the caller's last round trip (focused()) are all queued by now.
+        self._drain()
+        if self._restacked and self._visible is not None:
+            self._restacked = False
+            if self._stacking_list() != self._stack:
+                self._visible = None
+        if self._visible is None:
+            self._restacked = False
+            self._visible = self._list_visible()
+        return list(self._visible)
+
+    def _stacking_list(self) -> list[int]:
         prop = self._root.get_full_property(self._stacking, Xlib.Xatom.WINDOW)
-        if prop is not None and len(prop.value):
-            handles = [int(v) for v in prop.value]
+        return [int(v) for v in prop.value] if prop is not None else []
+
+    def _list_visible(self) -> list[WindowInfo]:
+        self._stack = self._stacking_list()
+        if self._stack:
+            handles = list(self._stack)
         else:
             handles = []
             for child in self._root.query_tree().children:
@@ -149,6 +218,14 @@ class X11WindowSource(WindowSource):
                 client = self._client_of(child)
                 if client:
                     handles.append(client)
+        gone = Xlib.error.CatchError(Xlib.error.BadWindow)
+        self._listed &= set(handles)  # closed windows: their events no longer matter
+        for h in handles:
+            if h not in self._listed:
+                # Selected before describe() reads them, so no later change goes unseen.
+                w = self._d.create_resource_object("window", h)
+                w.change_attributes(event_mask=Xlib.X.PropertyChangeMask, onerror=gone)
+                self._listed.add(h)
         out = []
         for h in handles:
             info = self.describe(h)

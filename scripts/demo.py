@@ -153,7 +153,8 @@ def main() -> int:
         print(f"""
 Done. Where to look:
   dataset (Parquet):   {dataset}/data/   card: {dataset}/README.md
-  load it:             python -c "import datasets; print(datasets.load_dataset('parquet', data_dir='{dataset}/data')['train'])"
+  load it:             .venv/bin/python -c "import datasets; print(datasets.load_dataset(
+                         'parquet', data_dir='{dataset}/data')['train'])"
   step screenshots:    {OUT}/preview/ ({previews} PNGs, redacted, as the dataset holds them)
   the sealed outbox:   {home}/outbox/outbox.sqlite (ciphertext only)
   the vault:           {vault} (outside the home; master key file, as this machine has no keyring)

@@ -70,8 +70,18 @@ AGENT_MODULES = [
     "keystep.seal.envelope",
     "keystep.vault.local",
 ]
-HEAVY = ["fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "psycopg", "ray", "pyarrow",
-         "datasets", "boto3"]
+HEAVY = [
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "sqlalchemy",
+    "alembic",
+    "psycopg",
+    "ray",
+    "pyarrow",
+    "datasets",
+    "boto3",
+]
 
 
 @pytest.mark.parametrize("module", AGENT_MODULES)

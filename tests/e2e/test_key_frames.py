@@ -31,7 +31,7 @@ from keystep.model.manifest import default_manifest_text
 from keystep.trajectory.align import Aligner
 from keystep.trajectory.reduce import Reducer
 
-pytestmark = [pytest.mark.x11, pytest.mark.slow]
+pytestmark = [pytest.mark.x11]
 
 TYPED = "fern tuesday mango"
 ENTRY = (20, 100, 300, 30)  # tests/apps/tkapp.py, window-relative

@@ -71,6 +71,7 @@ def test_schemathesis_finds_no_server_error(collectors: Callable[..., CollectorP
     }
     schema = schemathesis.openapi.from_url(f"{c.url}/openapi.json")
     seen: list[tuple[str, str, int]] = []
+
     def fuzz(op: schemathesis.APIOperation, who: str, token: str) -> None:
         @settings(
             max_examples=6,

@@ -7,6 +7,7 @@ packages=(
   fonts-dejavu-core fonts-liberation fonts-noto-core           # rendered screens of the redaction corpus
   postgresql postgresql-client                                  # the collector's server database
   python3-venv python3-dev gcc
+  strace                                                        # proves OCR writes nothing to disk
 )
 missing=()
 for p in "${packages[@]}"; do

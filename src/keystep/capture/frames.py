@@ -5,6 +5,10 @@ holding only the bounding rectangle of what changed since the previous kept fram
 is that frame's index in the batch), so a reader rebuilds any frame by applying patches in
 order. Images are lossless WebP at low effort: on UI screenshots it is several times smaller
 than PNG at a similar CPU cost (bench/agent_overhead.py measures both).
+
+Frames the screen redactor reads are converted to RGB whole (``encode``); without screen
+redaction the change is found on the raw grab and only the changed rectangle is converted,
+with excluded windows blacked out in it (``encode_grab``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from PIL import Image as PILImage
 from keystep.capture.sources.base import Grab
 
 Image = npt.NDArray[np.uint8]
+Rect = tuple[int, int, int, int]  # x, y, w, h in screen pixels
 
 # A patch bigger than this share of the screen is sent as a keyframe instead.
 KEYFRAME_SHARE: Final = 0.6
@@ -33,7 +38,7 @@ def to_rgb(grab: Grab) -> Image:
     return np.array(img, dtype=np.uint8)
 
 
-def rgb_rect(grab: Grab, rect: tuple[int, int, int, int]) -> Image:
+def rgb_rect(grab: Grab, rect: Rect) -> Image:
     """Only ``rect`` of the grab, as a writable RGB array: the rest is never converted."""
     x, y, w, h = rect
     if (x, y, w, h) == (0, 0, grab.w, grab.h):
@@ -49,7 +54,7 @@ def _pixels(grab: Grab) -> npt.NDArray[np.uint32]:
     return np.frombuffer(grab.bgra, np.uint32).reshape(grab.h, grab.w)
 
 
-def changed_rect_raw(prev: Grab, cur: Grab) -> tuple[int, int, int, int] | None:
+def changed_rect_raw(prev: Grab, cur: Grab) -> Rect | None:
     """Bounding box of the pixels that differ between two grabs of one size (None: none)."""
     if prev.bgra == cur.bgra:  # a memcmp: the common case of a still screen
         return None
@@ -61,9 +66,6 @@ def changed_rect_raw(prev: Grab, cur: Grab) -> tuple[int, int, int, int] | None:
     cols = np.flatnonzero((a[y0:y1] != b[y0:y1]).any(axis=0))
     x0, x1 = int(cols[0]), int(cols[-1]) + 1
     return (x0, y0, x1 - x0, y1 - y0)
-
-
-Rect = tuple[int, int, int, int]
 
 
 def _union(a: Rect | None, b: Rect) -> Rect:

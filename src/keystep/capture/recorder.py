@@ -1,11 +1,12 @@
 """The recorder: sources → gate → typed text and frames → redaction → batcher → seal → outbox.
 
 Threads: pynput's two RECORD listeners, the pointer sampler and the screen ring only put raw
-input or pixels in memory; everything else runs on the calling (main) thread, which also
-receives SIGINT and SIGTERM. That thread ticks at least every 100 ms to re-read the pause,
-consent and exclusion files, take focus and title changes the window source reported, and
-close batches that are due. Focus is asked of the X server afresh (a round trip) at every
-button press, scroll, first key of a typing run and kept frame.
+input or pixels in memory, and the tray indicator only shows or hides its icon; everything
+else runs on the calling (main) thread, which also receives SIGINT and SIGTERM. That thread
+ticks at least every 100 ms to re-read the pause, consent and exclusion files, take focus
+and title changes the window source reported, show the indicator, and close batches that
+are due. Focus is asked of the X server afresh (a round trip) at every
+button press, scroll, first key of a typing run, special key or hotkey, and kept frame.
 
 Crash-loss bound: a ``kill -9`` loses at most the batch in assembly (``manifest.batching``:
 at most ``max_seconds`` of activity, default 15 s) plus any batch that could not yet be

@@ -211,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", type=int, default=400, help="typed-text cases")
     p.add_argument("--screens", type=int, default=24, help="rendered screens")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--bad-screens", type=int, default=0, help="extra screens of bad input")
     p.add_argument("--json", action="store_true")
     return parser
 

@@ -36,6 +36,8 @@ class Redaction:
             passthrough = os.environ.get(TEST_FLAG) == "1"
         self.passthrough = passthrough
         self._redactor: Any = None
+        # The manifest's redaction.frame_budget_s once the redactor is loaded.
+        self._budget = FRAME_BUDGET_S
         if passthrough:
             return
         try:
@@ -43,6 +45,7 @@ class Redaction:
 
             settings = RedactionSettings.from_manifest_section(manifest.redaction)
             self._redactor = Redactor(settings, episode_salt=os.urandom(16))
+            self._budget = float(settings.frame_budget_s)
         except Exception as exc:
             raise RedactionUnavailable(
                 f"on-device redaction is unavailable ({type(exc).__name__}); refusing to record"
@@ -90,9 +93,10 @@ class Redaction:
             image,
             window_key=window_key,
             blackout=blackout,
-            deadline=time.monotonic() + FRAME_BUDGET_S,
+            deadline=time.monotonic() + self._budget,
         )
         if result is None:
             return None
         out, m = result
-        return np.asarray(out, dtype=np.uint8), n + int(m)
+        # The redactor's count already includes the blackout rectangles it was given.
+        return np.asarray(out, dtype=np.uint8), int(m)

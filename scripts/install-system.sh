@@ -3,6 +3,7 @@
 set -euo pipefail
 packages=(
   xvfb xauth xdotool openbox x11-utils x11-xserver-utils      # virtual display, window manager, input driving
+  trayer xterm                                                  # a system tray and a terminal for the e2e tests
   tesseract-ocr tesseract-ocr-eng libtesseract-dev libleptonica-dev pkg-config  # on-device OCR
   fonts-dejavu-core fonts-liberation fonts-noto-core           # rendered screens of the redaction corpus
   postgresql postgresql-client                                  # the collector's server database

@@ -3,7 +3,8 @@
 set -euo pipefail
 packages=(
   xvfb xauth xdotool openbox x11-utils x11-xserver-utils      # virtual display, window manager, input driving
-  trayer xterm                                                  # a system tray and a terminal for the e2e tests
+  trayer xterm zenity                                           # a tray, a terminal and a GTK password box for e2e tests
+  at-spi2-core dbus libatk-bridge2.0-0                          # the accessibility bus that reports password fields
   tesseract-ocr tesseract-ocr-eng libtesseract-dev libleptonica-dev pkg-config  # on-device OCR
   fonts-dejavu-core fonts-liberation fonts-noto-core           # rendered screens of the redaction corpus
   postgresql postgresql-client                                  # the collector's server database

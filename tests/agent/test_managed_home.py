@@ -128,11 +128,19 @@ def test_forget_by_batch_id_deletes_only_the_callers_own(
     b = bob.upload(bob.seal()).json()["batch_id"]
     with alice.http(alice.contributor_token) as h:
         # Bob's id deletes nothing and is not told apart from an unknown one.
-        assert h.post("/v1/forget", json={"batch_ids": [b, "no-such"]}).json() == {"count": 0}
+        unknown = "01a20000-0000-7000-8000-000000000000"
+        assert h.post("/v1/forget", json={"batch_ids": [b, unknown]}).json() == {"count": 0}
         assert h.post("/v1/forget", json={"batch_ids": [a]}).json() == {"count": 1}
         # A retry after a lost confirmation is harmless.
         assert h.post("/v1/forget", json={"batch_ids": [a]}).json() == {"count": 0}
-        for bad in ({}, {"batch_ids": [a], "last_seconds": 60}, {"batch_ids": []}):
+        # Not a batch id at all (a NUL byte once reached PostgreSQL as a 500).
+        for bad in (
+            {},
+            {"batch_ids": [a], "last_seconds": 60},
+            {"batch_ids": []},
+            {"batch_ids": ["\x00"]},
+            {"batch_ids": ["no-such"]},
+        ):
             assert h.post("/v1/forget", json=bad).status_code == 422, bad
     # A device credential is not the contributor: it may not forget.
     with alice.http() as h:

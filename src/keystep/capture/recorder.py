@@ -32,6 +32,7 @@ from types import FrameType
 from typing import Any, Final
 
 from keystep.capture.batcher import Batcher
+from keystep.capture.fields import FieldProbe, default_probe
 from keystep.capture.frames import FrameEncoder, FrameRate, Image, to_rgb
 from keystep.capture.gate import BLOCKED, NO_CONSENT, PAUSED, RECORDING, Gate, read_consent
 from keystep.capture.indicator import TrayIndicator
@@ -49,7 +50,7 @@ from keystep.capture.sources.base import (
     SourceError,
     WindowInfo,
 )
-from keystep.capture.typing import TypingAssembler
+from keystep.capture.typing import PASSWORD_RUN, TypingAssembler
 from keystep.home import Home, HomeError
 from keystep.model.batch import Monitor
 from keystep.model.events import (
@@ -203,6 +204,7 @@ class Recorder:
         self.gate = Gate(self.home, self.manifest)
         self.batcher = Batcher(self.manifest)
         self.typing = TypingAssembler()
+        self.fields: FieldProbe = default_probe()
         self.frame_rate = FrameRate(self.manifest.max_fps)
         self.encoder = FrameEncoder()
         self._move_period = 1.0 / max(self.manifest.pointer_rate_hz, 0.1)
@@ -524,7 +526,10 @@ class Recorder:
                 self._attach_frame(raw.t)
                 if self._win.excluded:
                     return  # focus moved to an excluded window while the frame was checked
-            for ev in self.typing.press(raw, self._win.rid):
+            # Asked at the first key: sudo turns echo back on as soon as Enter is read.
+            info = self._win.info
+            secret = self.fields.password_state(info) if burst and info else None
+            for ev in self.typing.press(raw, self._win.rid, password=secret):
                 self._emit(ev)
         elif raw.kind == KEY_RELEASE:
             for ev in self.typing.release(raw):
@@ -550,6 +555,7 @@ class Recorder:
                 app=info.app if info else None,
                 title=info.title if info else None,
                 field=ev.data.get("field"),
+                password_field=ev.data.pop(PASSWORD_RUN, None),
             )
             ev.data["text"] = text
             ev.data["redactions"] = n

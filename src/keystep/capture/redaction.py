@@ -58,11 +58,22 @@ class Redaction:
         return self._redactor is not None and self.screen
 
     def text(
-        self, text: str, *, app: str | None, title: str | None, field: str | None
+        self,
+        text: str,
+        *,
+        app: str | None,
+        title: str | None,
+        field: str | None,
+        password_field: bool | None = None,
     ) -> tuple[str, int]:
+        """``password_field`` is a field probe's verdict at the run's first key
+        (``keystep.capture.fields``); the window and field names can still add a mask,
+        never remove one."""
         if self._redactor is None:
             return text, 0
-        password = self._redactor.is_password_context(app=app, title=title, field=field)
+        password = password_field is True or self._redactor.is_password_context(
+            app=app, title=title, field=field
+        )
         out, n = self._redactor.redact_text(
             text, app=app, title=title, field=field, password_field=password
         )

@@ -25,6 +25,9 @@ from keystep.model.events import (
 
 IDLE_S: Final = 2.0
 MAX_CHARS: Final = 2000
+# What a field probe said at the run's first key, carried on the run's event until the
+# recorder hands it to redaction; never a wire field (the batcher keeps only FIELDS).
+PASSWORD_RUN: Final = "_password_field"
 
 
 @dataclass(slots=True)
@@ -41,6 +44,7 @@ class Burst:
     t_last: float
     window: int
     chars: list[str] = field(default_factory=list)
+    password: bool | None = None  # the field probe's verdict at the first key
 
 
 class TypingAssembler:
@@ -72,7 +76,7 @@ class TypingAssembler:
             and raw.keycode not in self._down
         )
 
-    def press(self, raw: RawInput, window: int) -> list[Event]:
+    def press(self, raw: RawInput, window: int, *, password: bool | None = None) -> list[Event]:
         out: list[Event] = []
         repeat = raw.keycode in self._down
         if raw.name in MODIFIER_KEYS:
@@ -84,9 +88,11 @@ class TypingAssembler:
             if self.burst is not None and (
                 self.burst.window != window or len(self.burst.chars) >= self.max_chars
             ):
+                if self.burst.window == window and password is None:
+                    password = self.burst.password  # a run split for length keeps its verdict
                 out += self.flush()
             if self.burst is None:
-                self.burst = Burst(raw.t, raw.t, window)
+                self.burst = Burst(raw.t, raw.t, window, password=password)
             self.burst.chars.append(raw.char)
             self.burst.t_last = raw.t
             if not repeat:
@@ -117,11 +123,10 @@ class TypingAssembler:
         b, self.burst = self.burst, None
         if b is None or not b.chars:
             return []
-        return [
-            Event(
-                b.t0, TEXT_TYPED, {"text": "".join(b.chars), "t_end": b.t_last, "window": b.window}
-            )
-        ]
+        data: dict[str, object] = {"text": "".join(b.chars), "t_end": b.t_last, "window": b.window}
+        if b.password is not None:
+            data[PASSWORD_RUN] = b.password
+        return [Event(b.t0, TEXT_TYPED, data)]
 
     def idle(self, now: float) -> list[Event]:
         if self.burst is not None and now - self.burst.t_last >= self.idle_s:

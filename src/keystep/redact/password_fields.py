@@ -80,25 +80,25 @@ PLATFORM_SUPPORT: Final[tuple[PlatformSupport, ...]] = (
     PlatformSupport(
         "GTK 3/4 on X11 or Wayland, AT-SPI bus on",
         "AT-SPI role `password text` on the focused object",
-        "field role, accessible name, window title",
+        "field role from `AtspiFocusProbe` (tested with GTK 3: zenity --password), window title",
         "heuristics, token detector",
     ),
     PlatformSupport(
         "Qt 5/6, AT-SPI bridge on (QT_ACCESSIBILITY=1)",
         "AT-SPI role `password text` (QLineEdit in Password echo mode)",
-        "field role, accessible name, window title",
+        "field role from `AtspiFocusProbe` (not yet tested with Qt), window title",
         "heuristics, token detector",
     ),
     PlatformSupport(
         "Firefox (accessibility on)",
         "`<input type=password>` exposed as AT-SPI `password text`",
-        "field role, page title",
+        "field role from `AtspiFocusProbe` (not yet tested with Firefox), page title",
         "heuristics, token detector",
     ),
     PlatformSupport(
         "Chromium/Chrome/Electron",
         "`password text` only with --force-renderer-accessibility",
-        "field role when enabled, page title",
+        "field role from `AtspiFocusProbe` when enabled (not yet tested), page title",
         "heuristics (title), token detector",
     ),
     PlatformSupport(
@@ -108,10 +108,13 @@ PLATFORM_SUPPORT: Final[tuple[PlatformSupport, ...]] = (
         "password-like token detector",
     ),
     PlatformSupport(
-        "Terminals (xterm, GNOME Terminal, Konsole, Alacritty)",
-        "none: echo-off is inside the terminal's pty",
-        "title (sudo, ssh) and an echo-off prompt as the last output line",
-        "password-like token detector",
+        "Terminals on Linux (xterm, GNOME Terminal, Konsole, Alacritty)",
+        "the pty's line discipline: ECHO off with ICANON on while sudo, ssh, su, passwd, gpg "
+        "or `read -s` reads a line",
+        "echo-off probe (`PtyEchoProbe`: the emulator's ptys through /proc, `tcgetattr`) "
+        "at each run's first key; title (sudo, ssh)",
+        "password-like token detector (prompts in raw mode: sudo inside a remote ssh "
+        "session, pinentry-curses)",
     ),
     PlatformSupport(
         "macOS (not yet supported by the agent)",

@@ -148,7 +148,10 @@ class ExportedBatch(_Model):
     error: str | None = None
 
 
-BatchId = Annotated[str, Field(min_length=1, max_length=64)]
+# Batch ids are UUIDv7 (DESIGN.md, envelope header); anything else names no batch.
+BatchId = Annotated[
+    str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
 
 
 class ForgetRequest(_Model):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -85,6 +85,8 @@ from keystep.vault.base import (
 from keystep.vault.keystore import KEYSTORE_NAME, KeyStore, KeyStoreError, open_secret, seal_secret
 from keystep.vault.master import MasterKey, create_master, load_master
 from keystep.vault.signatures import DeviceVerifier
+
+_T = TypeVar("_T")
 
 AUDIT_DIR: Final = "audit"
 DEFAULT_KEEP_MONTHS: Final = 12
@@ -516,27 +518,28 @@ class LocalVault(Vault):
     def unseal_many(
         self, envelopes: list[bytes], *, principal: Principal, purpose: str
     ) -> list[Unsealed | VaultError]:
-        out: list[Unsealed | VaultError] = []
-        for item in self._authorize(envelopes, principal, purpose):
-            if isinstance(item, VaultError):
-                out.append(item)
-                continue
-            try:
-                out.append(self._open(item))
-            except VaultError as exc:
-                out.append(exc)
-        return out
+        return self._each_allowed(envelopes, principal, purpose, self._open)
 
     def unseal_keys(
         self, envelopes: list[bytes], *, principal: Principal, purpose: str
     ) -> list[bytes | VaultError]:
-        out: list[bytes | VaultError] = []
+        return self._each_allowed(envelopes, principal, purpose, self._unwrap)
+
+    def _each_allowed(
+        self,
+        envelopes: list[bytes],
+        principal: Principal,
+        purpose: str,
+        step: Callable[[Envelope], _T],
+    ) -> list[_T | VaultError]:
+        """``step`` on every batch the (already audited) decisions allowed; errors per batch."""
+        out: list[_T | VaultError] = []
         for item in self._authorize(envelopes, principal, purpose):
             if isinstance(item, VaultError):
                 out.append(item)
                 continue
             try:
-                out.append(self._unwrap(item))
+                out.append(step(item))
             except VaultError as exc:
                 out.append(exc)
         return out

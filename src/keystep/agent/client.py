@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from keystep.agent.deletions import DeletionQueue
 from keystep.home import CONFIG_VERSION, Home, ensure_private_dir, write_json, write_private
 from keystep.outbox import Outbox
+from keystep.seal.device import DeviceKeyError, load_device_key
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +105,10 @@ def device_key(home: Home) -> Ed25519PrivateKey:
     """The device's signing key, created (0600) on first use."""
     path = home.device_key_file
     if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise AgentError(f"{path} is not an Ed25519 key")
-        return key
+        try:
+            return load_device_key(path)
+        except DeviceKeyError as exc:
+            raise AgentError(str(exc)) from exc
     key = Ed25519PrivateKey.generate()
     write_private(
         path,

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from keystep.home import Home, write_json, write_private
 from keystep.model.manifest import Manifest
+from keystep.seal.device import DeviceKeyError, load_device_key
 
 RECEIPT_FORMAT: Final = "keystep-consent-receipt/1"
 
@@ -62,16 +63,6 @@ def consented_manifest_file(home: Home, version: int) -> Path:
     return home.consent_dir / f"manifest-v{version}.yaml"
 
 
-def load_device_key(home: Home) -> Ed25519PrivateKey:
-    try:
-        key = serialization.load_pem_private_key(home.device_key_file.read_bytes(), password=None)
-    except (OSError, ValueError) as exc:
-        raise ConsentError(f"device key {home.device_key_file} is unreadable") from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ConsentError("device key is not Ed25519")
-    return key
-
-
 def _raw_public(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
@@ -79,7 +70,10 @@ def _raw_public(key: Ed25519PrivateKey) -> bytes:
 def give_consent(home: Home, manifest: Manifest, *, device: str, pseudonym: str) -> Path:
     """Record consent to exactly this manifest and write a signed receipt; returns its path."""
     now = time.time()
-    key = load_device_key(home)
+    try:
+        key = load_device_key(home.device_key_file)
+    except DeviceKeyError as exc:
+        raise ConsentError(str(exc)) from exc
     body: dict[str, Any] = {
         "format": RECEIPT_FORMAT,
         "decision": "given",

@@ -38,7 +38,7 @@ from keystep.capture.gate import BLOCKED, NO_CONSENT, PAUSED, RECORDING, Gate, r
 from keystep.capture.indicator import TrayIndicator
 from keystep.capture.redaction import Redaction
 from keystep.capture.ring import FrameRing
-from keystep.capture.sealer import FetchKey, Sealer, SealError, load_device_key, period_of
+from keystep.capture.sealer import FetchKey, Sealer, SealError
 from keystep.capture.sources.base import (
     BUTTON_DOWN,
     BUTTON_UP,
@@ -65,7 +65,9 @@ from keystep.model.events import (
     Event,
 )
 from keystep.model.manifest import Manifest, ManifestError, load_manifest
+from keystep.model.periods import period_of
 from keystep.outbox import Outbox, OutboxError
+from keystep.seal.device import DeviceKeyError, load_device_key
 
 STATUS_SCHEMA: Final = "keystep-recorder-status/1"
 TICK_S: Final = 0.1
@@ -190,7 +192,7 @@ class Recorder:
                 fetch_key=fetch,
             )
             self.sealer.key_for(period_of(time.time()))
-        except (SealError, KeyError) as exc:
+        except (SealError, DeviceKeyError, KeyError) as exc:
             raise RecorderError(f"cannot seal: {exc}") from exc
         try:
             self.outbox = Outbox(self.home.outbox_db)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +18,15 @@ from typing import Any
 import uuid6
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from keystep.home import write_json
 from keystep.model.batch import BatchContent, encode_content
 from keystep.model.manifest import Manifest
+from keystep.model.periods import hour_of, period_of
+from keystep.seal.device import DeviceKeyError, load_device_key
 from keystep.seal.envelope import seal_batch
+
+__all__ = ["DeviceKeyError", "FetchKey", "SealError", "Sealer", "load_device_key", "period_of"]
 
 
 class SealError(RuntimeError):
@@ -40,26 +42,6 @@ class PublicSealingKey:
 
 
 FetchKey = Callable[[str], Any]  # period -> an object with key_id/public_key/pseudonym/period
-
-
-def period_of(t: float) -> str:
-    return time.strftime("%Y-%m", time.gmtime(t))
-
-
-def hour_of(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(t))
-
-
-def load_device_key(path: Path) -> Ed25519PrivateKey:
-    try:
-        key = load_pem_private_key(path.read_bytes(), password=None)
-    except OSError as exc:
-        raise SealError(f"cannot read the device key {path}: {exc.strerror}") from exc
-    except (ValueError, TypeError) as exc:
-        raise SealError(f"the device key {path} is unreadable or corrupt") from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise SealError(f"the device key {path} is not an Ed25519 key")
-    return key
 
 
 class Sealer:

@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from keystep.cli.common import home_of, interactive, read_manifest_file
@@ -26,15 +25,8 @@ from keystep.home import (
     write_private,
 )
 from keystep.model.manifest import Manifest, default_manifest
-
-
-def current_period(now: float | None = None) -> str:
-    return time.strftime("%Y-%m", time.gmtime(time.time() if now is None else now))
-
-
-def next_period(period: str) -> str:
-    year, month = (int(p) for p in period.split("-"))
-    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
+from keystep.model.periods import next_period, period_of
+from keystep.seal.device import device_key_pem, raw_public_key
 
 
 def _passphrase(args: argparse.Namespace) -> str | None:
@@ -104,17 +96,11 @@ def init_home(
         device_id = "d_" + uuid.uuid4().hex[:16]
         write_private(
             home.device_key_file,
-            device_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
+            device_key_pem(device_key),
         )
-        public = device_key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        public = raw_public_key(device_key)
         vault.register_device(device_id, public, pseudonym=pseudonym)
-        period = current_period()
+        period = period_of(time.time())
         keys = {
             p: _sealing_entry(vault.sealing_key(pseudonym, p))
             for p in (period, next_period(period))

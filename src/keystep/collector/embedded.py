@@ -15,16 +15,13 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from keystep.audit.events import AuditEvent
 from keystep.collector.ingest import Ack, Audit, IngestRejected, ingest_batch
 from keystep.home import Home
 from keystep.model.manifest import Manifest, ManifestError, load_manifest
+from keystep.seal.device import load_device_key, raw_public_key
 from keystep.store.base import (
     BatchRecord,
     Conflict,
@@ -96,7 +93,7 @@ class EmbeddedCollector:
                 DeviceRecord(
                     device_id=device_id,
                     contributor=pseudonym,
-                    public_key=_device_public_key(self.home.device_key_file),
+                    public_key=raw_public_key(load_device_key(self.home.device_key_file)),
                     credential_hash=LOCAL_CREDENTIAL,
                     enrolled_at=now,
                 ),
@@ -137,13 +134,6 @@ class EmbeddedCollector:
         for r in doomed:
             self.blobs.delete(r.blob_key)
         return self.repo.delete_batches([r.batch_id for r in doomed], scope=scope)
-
-
-def _device_public_key(path: Path) -> bytes:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path} is not an Ed25519 key")
-    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def _consent_state(home: Home) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from keystep.collector.credentials import (
 from keystep.collector.fleet import FleetBus, Notice
 from keystep.collector.leases import LeaseSigner
 from keystep.model.manifest import Manifest, ManifestError, load_manifest
+from keystep.model.periods import next_period, period_of
 from keystep.policy.model import Principal
 from keystep.store.base import (
     BatchRecord,
@@ -271,7 +272,7 @@ def enroll_device(
     )
     vault.register_device(device_id, public_key, pseudonym=ec.contributor)
     keys = []
-    for period in (_period(now), _period(now + timedelta(days=32))):
+    for period in (period_of(now), next_period(period_of(now))):
         k = vault.sealing_key(ec.contributor, period)
         keys.append(
             {
@@ -327,10 +328,6 @@ async def revoke_device(c: Collector, *, caller: Caller, device_id: str) -> None
     if not c.repo.revoke_device(device_id, at=c.clock(), scope=Scope.steward()):
         raise ServiceError(404, f"no device {device_id}")
     await c.fleet.publish(Notice("device-revoked", device_id))
-
-
-def _period(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m")
 
 
 # -- manifests and consent ------------------------------------------------------------------

@@ -46,6 +46,7 @@ from keystep.audit.log import (
     verify,
 )
 from keystep.model.batch import ContentError, decode_content
+from keystep.model.periods import period_of
 from keystep.policy.decide import Decision, decide
 from keystep.policy.model import (
     CONTRIBUTOR,
@@ -102,11 +103,6 @@ Clock = Callable[[], datetime]
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def period_of(t: datetime) -> str:
-    """The retention period (calendar month, UTC) that ``t`` falls in."""
-    return t.astimezone(UTC).strftime("%Y-%m")
 
 
 def _period_index(period: str) -> int:

@@ -14,6 +14,9 @@ from keystep.model.events import Event
 from keystep.model.manifest import Manifest
 
 _EVENT_OVERHEAD: Final = 64
+# How long an open typing run may hold a batch past its time limit (the run closes after
+# 2 s without a key, so this only matters for someone typing without pause).
+TYPING_GRACE_S: Final = 10.0
 
 
 class Batcher:
@@ -59,15 +62,23 @@ class Batcher:
     def empty(self) -> bool:
         return not self.events
 
-    def due(self, now: float) -> bool:
+    def due(self, now: float, *, typing_open: bool = False) -> bool:
+        """Time to seal. A typing run still open at the time limit may finish first (for at
+        most ``TYPING_GRACE_S`` more), so a word is not split into two steps at a batch
+        boundary; the count and size limits never wait."""
         if not self.events:
             return False
-        return (
+        if (
             len(self.events) >= self.max_events
             or self.size >= self.max_bytes
             or len(self.frames) >= MAX_FRAMES - 1
-            or (self.opened is not None and now - self.opened >= self.max_seconds)
-        )
+        ):
+            return True
+        if self.opened is None:
+            return False
+        age = now - self.opened
+        limit = self.max_seconds + (TYPING_GRACE_S if typing_open else 0.0)
+        return age >= limit
 
     def span(self) -> tuple[float, float]:
         ts = [e.t for e in self.events]

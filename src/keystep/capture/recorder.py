@@ -9,7 +9,8 @@ are due. Focus is asked of the X server afresh (a round trip) at every
 button press, scroll, first key of a typing run, special key or hotkey, and kept frame.
 
 Crash-loss bound: a ``kill -9`` loses at most the batch in assembly (``manifest.batching``:
-at most ``max_seconds`` of activity, default 15 s) plus any batch that could not yet be
+at most ``max_seconds`` of activity, default 15 s, plus up to 10 s while a typing run
+that straddles the limit finishes) plus any batch that could not yet be
 written (disk full); nothing that reached the outbox is lost, since ``Outbox.put`` commits
 with fsync before it returns.
 """
@@ -458,7 +459,7 @@ class Recorder:
             for ev in self.typing.idle(now):
                 self._emit(ev)
         self._retry_unsent()
-        if self.batcher.due(now):
+        if self.batcher.due(now, typing_open=self.typing.burst is not None):
             self._seal(now)
         # The tray icon is up only while something is being recorded.
         self.indicator.show(self._state == RECORDING)

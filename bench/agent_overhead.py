@@ -1,13 +1,15 @@
 """Recording-agent overhead next to a naive recorder, on one scripted X session.
 
     .venv/bin/python bench/agent_overhead.py [--seconds 60] [--display :56]
+        [--redaction off|on|both] [--threads]
 
 A 1280x800 Xvfb with openbox and the Tk test app; a driver sends 10 actions/s (clicks,
 typed keys, scrolls) and 50 pointer moves/s through XTEST. In the same run, side by side:
 `keystep record` (capture + gate + frames + seal + outbox) and a naive recorder (pynput, a
 PNG screenshot at every press, events as plain JSON lines, as older open-source recorders
 do). Prints ONE table: CPU (% of one core, the process and its threads), peak RSS, p50/p99
-input-to-outbox latency, frames kept, bytes per frame and per active hour.
+input-to-outbox latency, frames kept, bytes per frame and per active hour. ``--threads``
+adds the agent's CPU per thread (names from ``py-spy dump`` when py-spy is installed).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -69,6 +73,53 @@ def cpu_seconds(pid: int) -> float:
     ticks = os.sysconf("SC_CLK_TCK")
     # utime, stime, cutime, cstime: the process, its threads and any waited-for children.
     return sum(int(f) for f in fields[11:15]) / ticks
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, tuple[float, float]]:
+    """CPU seconds (user, system) of each live thread of ``pid``, by thread id."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[float, float]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        out[int(task.name)] = (int(fields[11]) / ticks, int(fields[12]) / ticks)
+    return out
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """Python thread names by thread id, from ``py-spy dump`` (empty without py-spy)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return {}
+    try:
+        out = subprocess.run(
+            [spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {int(m[1]): m[2] for m in re.finditer(r'^Thread (\d+) \(\w+\): "([^"]*)"', out, re.M)}
+
+
+def per_thread(
+    pid: int,
+    before: dict[int, tuple[float, float]],
+    after: dict[int, tuple[float, float]],
+    elapsed: float,
+) -> list[tuple[str, float, float]]:
+    """(thread, user %, system %) of one core over the run, busiest first (threads that
+    ended meanwhile are in the process total only)."""
+    names = thread_names(pid)
+    rows: dict[str, tuple[float, float]] = {}
+    for tid, (user, system) in after.items():
+        name = names.get(tid) or Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+        user0, system0 = before.get(tid, (0.0, 0.0))
+        rows[f"{tid} {name}"] = (
+            100 * (user - user0) / elapsed,
+            100 * (system - system0) / elapsed,
+        )
+    return sorted(((k, u, s) for k, (u, s) in rows.items()), key=lambda r: -(r[1] + r[2]))
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -163,9 +214,11 @@ def measure_agent(
     flag = threading.Event()
     watcher = threading.Thread(target=watch_outbox, args=(home.outbox_db, seen, flag))
     watcher.start()
+    threads0 = thread_cpu_seconds(rec.pid)
     cpu0, ncpu0, t0 = cpu_seconds(rec.pid), cpu_seconds(naive.pid), time.monotonic()
     drive(display, geom, seconds)
     cpu1, ncpu1, t1 = cpu_seconds(rec.pid), cpu_seconds(naive.pid), time.monotonic()
+    threads = per_thread(rec.pid, threads0, thread_cpu_seconds(rec.pid), t1 - t0)
     rss, nrss = peak_rss_mb(rec.pid), peak_rss_mb(naive.pid)
     naive.send_signal(2)
     naive.wait(timeout=10)
@@ -201,6 +254,7 @@ def measure_agent(
         "bph": env_bytes * 3600 / elapsed,
         "rc": rc,
         "err": err.strip()[-200:],
+        "threads": threads,
     }
     naive_row = {
         "name": "naive (pynput + PNG per press, plain)",
@@ -220,13 +274,21 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--display", default=":56")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--redaction",
+        choices=("off", "on", "both"),
+        default="both",
+        help="run the agent without screen redaction, with it, or both (one run each)",
+    )
+    ap.add_argument("--threads", action="store_true", help="also print the agent's CPU per thread")
     args = ap.parse_args()
+    modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.redaction]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, xvfb(args.display, wm=True) as d:
         work = Path(tmp)
         with tkapp(d, work / "app.json") as (_wid, _p):
             geom = (41, 62)
-            for redact in (False, True):
+            for redact in modes:
                 got = measure_agent(d, geom, args.seconds, redact, work)
                 if "agent" in got:
                     rows += [got["agent"], got["naive"]]
@@ -253,6 +315,13 @@ def main() -> int:
             f"{r['name']:44} {r['cpu']:9.2f} {r['rss']:11.1f} {r['p50']:9.2f} {r['p99']:9.2f} "
             f"{r['frames']:6d} {r['bpf']:8.0f} {r['bph'] / 1e6:11.1f}"
         )
+    if args.threads:
+        for r in rows:
+            if "threads" in r:
+                print(f"\n{r['name']}: CPU % of one core by thread")
+                print(f"  {'tid name':40} {'total':>6} {'user':>6} {'system':>6}")
+                for name, user, system in r["threads"]:
+                    print(f"  {name:40} {user + system:6.2f} {user:6.2f} {system:6.2f}")
     _ = stop
     return 0
 

@@ -15,6 +15,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "keystep"
 LEVELS = {
     "model": 0,
     "home": 1,
+    "sqlite_wal": 1,  # opening SQLite in WAL mode, for the outbox and the store
     "redact": 1,
     "seal": 1,
     "trajectory": 1,

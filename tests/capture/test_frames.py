@@ -9,6 +9,7 @@ from keystep.capture.frames import (
     FrameEncoder,
     FrameRate,
     changed_rect,
+    changed_rect_raw,
     rebuild_frames,
     rgb_rect,
     to_rgb,
@@ -110,3 +111,24 @@ def test_rgb_rect_converts_only_the_rectangle() -> None:
     grab = _grab(0.0, rgb)
     assert np.array_equal(rgb_rect(grab, (2, 1, 3, 4)), rgb[1:5, 2:5])
     assert np.array_equal(rgb_rect(grab, (0, 0, 8, 6)), to_rgb(grab))
+
+
+@pytest.mark.parametrize("shape", [(50, 37), (33, 64)])  # odd width; height not a block multiple
+def test_changed_rect_raw_finds_the_exact_box(shape: tuple[int, int]) -> None:
+    """The block-wise row scan and the column scan give the box a pixel-by-pixel compare gives,
+    for changes on the first and last rows and columns, single pixels and block edges."""
+    h, w = shape
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    prev = _grab(0.0, rgb)
+    assert changed_rect_raw(prev, prev) is None  # the very same grab, reused
+    assert changed_rect_raw(prev, _grab(0.0, rgb)) is None
+    spots = [(0, 0), (h - 1, w - 1), (15, 3), (16, w - 2), (31, 0), (h // 2, w // 2), (h - 17, 9)]
+    for i, (y, x) in enumerate(spots):
+        for other in spots[i:]:
+            cur = rgb.copy()
+            for yy, xx in {(y, x), other}:
+                cur[yy, xx, i % 3] ^= 1
+            ys, xs = np.nonzero((cur != rgb).any(axis=2))
+            want = (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+            assert changed_rect_raw(prev, _grab(1.0, cur)) == want, ((y, x), other)

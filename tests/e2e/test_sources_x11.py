@@ -4,6 +4,7 @@ the pointer sampled at the manifest's rate — each still sees every change that
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from pathlib import Path
 
@@ -11,8 +12,15 @@ import pytest
 from xsession import tkapp, xdo, xvfb
 
 from keystep.capture.ring import FrameRing
-from keystep.capture.sources.base import MOVE, Grab, RawInput, WindowInfo
-from keystep.capture.sources.x11_input import X11InputSource
+from keystep.capture.sources.base import (
+    BUTTON_DOWN,
+    KEY_PRESS,
+    MOVE,
+    Grab,
+    RawInput,
+    WindowInfo,
+)
+from keystep.capture.sources.x11_input import X11InputSource, _PointerSampler, _XcbPointer
 from keystep.capture.sources.x11_screen import X11ScreenSource
 from keystep.capture.sources.x11_window import X11WindowSource
 
@@ -34,6 +42,11 @@ def test_screen_changes_come_from_damage(tmp_path: Path) -> None:
             assert src.wait_change(2.0)
             grab = src.grab()
             assert (grab.w, grab.h) == (1280, 800) and len(grab.bgra) == 1280 * 800 * 4
+            # Another thread can end a wait at once (the ring's clear and stop do).
+            threading.Timer(0.2, src.wake).start()
+            t0 = time.monotonic()
+            assert not src.wait_change(5.0)
+            assert time.monotonic() - t0 < 2.0
         finally:
             src.close()
 
@@ -73,7 +86,9 @@ def test_ring_grabs_again_after_clear_on_a_still_screen(tmp_path: Path) -> None:
                 time.sleep(0.05)
             assert len(ring) == 1
         finally:
+            t0 = time.monotonic()
             ring.stop()
+        assert time.monotonic() - t0 < 1.0  # woken, not waiting out its timeout
 
 
 def test_focus_and_title_changes_are_reported(tmp_path: Path) -> None:
@@ -104,6 +119,45 @@ def test_focus_and_title_changes_are_reported(tmp_path: Path) -> None:
             src.close()
 
 
+def test_inputs_and_focus_changes_carry_the_same_server_clock(tmp_path: Path) -> None:
+    """What the recorder's ordering rests on: the window manager's focus change that a click
+    causes is stamped at or after the click; keys typed afterwards are stamped after it."""
+    with (
+        xvfb(":64", wm=True) as d,
+        tkapp(d, tmp_path / "a.json") as (w1, _),
+        tkapp(d, tmp_path / "b.json", title="other app", geometry="400x300+700+60") as (w2, _),
+    ):
+        xdo(d, "windowactivate", "--sync", w1)
+        windows = X11WindowSource(d)
+        got: queue.SimpleQueue[RawInput] = queue.SimpleQueue()
+        inputs = X11InputSource(d)
+        inputs.start(got.put)
+        try:
+            windows.changed()
+            windows.take_focus_changes()
+            xdo(d, "mousemove", "900", "200", "click", "1")  # into the other app
+            time.sleep(0.5)
+            xdo(d, "type", "--delay", "40", "ab")
+            time.sleep(0.5)
+            assert windows.focused() == int(w2)
+            windows.changed()
+            changes = windows.take_focus_changes()
+            assert windows.take_focus_changes() == []  # taken once
+        finally:
+            inputs.stop()
+            xdo(d, "key", "shift", "click", "1")
+            time.sleep(0.5)
+            windows.close()
+    received = []
+    while not got.empty():
+        received.append(got.get())
+    click = next(r for r in received if r.kind == BUTTON_DOWN)
+    keys = [r for r in received if r.kind == KEY_PRESS and r.char in ("a", "b")]
+    assert changes and click.server_ms is not None and len(keys) == 2
+    assert all(ms >= click.server_ms for ms in changes)
+    assert all(k.server_ms is not None and k.server_ms > max(changes) for k in keys)
+
+
 def test_pointer_is_sampled_at_the_rate_and_sees_where_it_stops() -> None:
     with xvfb(":64") as d:
         got: queue.SimpleQueue[RawInput] = queue.SimpleQueue()
@@ -130,6 +184,48 @@ def test_pointer_is_sampled_at_the_rate_and_sees_where_it_stops() -> None:
                 moves.append(raw)
         assert moves and (moves[-1].x, moves[-1].y) == (640, 400)
         assert len(moves) <= (t1 - t0) * 10 + 1
+
+
+def test_a_key_means_what_its_modifiers_make_it() -> None:
+    # What a key means is worked out once per keycode and modifier state, then remembered.
+    with xvfb(":64") as d:
+        got: queue.SimpleQueue[RawInput] = queue.SimpleQueue()
+        src = X11InputSource(d)
+        src.start(got.put)
+        try:
+            xdo(d, "type", "--delay", "50", "aAa")
+            xdo(d, "key", "Return")
+            time.sleep(0.5)
+        finally:
+            src.stop()
+            xdo(d, "key", "shift", "click", "1")
+            time.sleep(0.5)
+    presses = []
+    while not got.empty():
+        raw = got.get()
+        if raw.kind == KEY_PRESS and not (raw.name or "").startswith("shift"):
+            presses.append(raw)
+    assert [(p.char, p.base, p.name) for p in presses] == [
+        ("a", "a", None),
+        ("A", "a", None),
+        ("a", "a", None),
+        (None, "\r", "enter"),
+    ]
+    assert len({p.keycode for p in presses[:3]}) == 1
+
+
+def test_a_lost_server_ends_the_pointer_sampler_not_the_process() -> None:
+    # The sampler asks libxcb through ctypes: a broken connection must end its thread only.
+    got: list[RawInput] = []
+    with xvfb(":64") as d:
+        sampler = _PointerSampler(d, 20, got.append)
+        assert isinstance(sampler._pointer, _XcbPointer)
+        sampler.start()
+        xdo(d, "mousemove", "10", "20")
+        time.sleep(0.3)
+    time.sleep(0.3)
+    sampler.stop()
+    assert [(r.x, r.y) for r in got][-1:] == [(10, 20)]
 
 
 def test_the_visible_window_list_is_cached_until_a_window_changes(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Final
@@ -32,12 +33,12 @@ class DeletionQueue:
     def _locked(self) -> Iterator[None]:
         ensure_private_dir(self.path.parent)
         lock = self.path.with_name(self.path.name + ".lock")
-        with open(lock, "a+b") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)  # a home file: never readable by others
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def _read(self) -> list[str]:
         try:

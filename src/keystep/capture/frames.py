@@ -34,19 +34,22 @@ CODEC: Final = "webp"
 
 def to_rgb(grab: Grab) -> Image:
     """BGRA bytes to a writable HxWx3 RGB array (Pillow's raw decoder does it in C)."""
-    img = PILImage.frombuffer("RGB", (grab.w, grab.h), grab.bgra, "raw", "BGRX", 0, 1)
-    return np.array(img, dtype=np.uint8)
+    return np.array(_pil_rect(grab, (0, 0, grab.w, grab.h)), dtype=np.uint8)
+
+
+def _pil_rect(grab: Grab, rect: Rect) -> PILImage.Image:
+    """``rect`` of the grab as an RGB Pillow image, decoded straight from the raw buffer: the
+    raw decoder reads each row at the grab's stride, so nothing else is copied or converted."""
+    x, y, w, h = rect
+    stride = grab.w * 4
+    start = y * stride + x * 4
+    view = np.frombuffer(grab.bgra, np.uint8, (h - 1) * stride + w * 4, start)
+    return PILImage.frombuffer("RGB", (w, h), view, "raw", "BGRX", stride, 1)
 
 
 def rgb_rect(grab: Grab, rect: Rect) -> Image:
     """Only ``rect`` of the grab, as a writable RGB array: the rest is never converted."""
-    x, y, w, h = rect
-    if (x, y, w, h) == (0, 0, grab.w, grab.h):
-        return to_rgb(grab)
-    bgrx = np.frombuffer(grab.bgra, np.uint8).reshape(grab.h, grab.w, 4)
-    part = np.ascontiguousarray(bgrx[y : y + h, x : x + w])
-    img = PILImage.frombuffer("RGB", (w, h), part, "raw", "BGRX", 0, 1)
-    return np.array(img, dtype=np.uint8)
+    return np.array(_pil_rect(grab, rect), dtype=np.uint8)
 
 
 def _pixels(grab: Grab) -> npt.NDArray[np.uint32]:
@@ -54,16 +57,39 @@ def _pixels(grab: Grab) -> npt.NDArray[np.uint32]:
     return np.frombuffer(grab.bgra, np.uint32).reshape(grab.h, grab.w)
 
 
+# Rows compared per memcmp while looking for the first and last changed row.
+_BLOCK_ROWS: Final = 16
+
+
 def changed_rect_raw(prev: Grab, cur: Grab) -> Rect | None:
-    """Bounding box of the pixels that differ between two grabs of one size (None: none)."""
-    if prev.bgra == cur.bgra:  # a memcmp: the common case of a still screen
+    """Bounding box of the pixels that differ between two grabs of one size (None: none).
+
+    The rows are found with memcmp, in blocks from the top down to the first change and from
+    the bottom up to the last one (no copies: ``startswith`` compares a slice of one buffer
+    in place); only the band between them is compared pixel by pixel, for its columns.
+    """
+    if prev.bgra is cur.bgra:  # a grab reused for a still screen
         return None
+    stride, h = cur.w * 4, cur.h
+    old, new = memoryview(prev.bgra), cur.bgra
+    step = _BLOCK_ROWS * stride
+    top = 0
+    while top < h * stride and new.startswith(old[top : top + step], top):
+        top += step
+    if top >= h * stride:
+        return None
+    y0 = top // stride
+    while new.startswith(old[y0 * stride : (y0 + 1) * stride], y0 * stride):
+        y0 += 1
+    # Every block that holds row y0 differs, so this scan stops at y0 at the latest.
+    bottom = h * stride
+    while new.startswith(old[max(bottom - step, 0) : bottom], max(bottom - step, 0)):
+        bottom -= step
+    y1 = bottom // stride
+    while new.startswith(old[(y1 - 1) * stride : y1 * stride], (y1 - 1) * stride):
+        y1 -= 1
     a, b = _pixels(prev), _pixels(cur)
-    rows = np.flatnonzero((a != b).any(axis=1))
-    if rows.size == 0:
-        return None
-    y0, y1 = int(rows[0]), int(rows[-1]) + 1
-    cols = np.flatnonzero((a[y0:y1] != b[y0:y1]).any(axis=0))
+    cols = np.flatnonzero(np.not_equal(a[y0:y1], b[y0:y1]).any(axis=0))
     x0, x1 = int(cols[0]), int(cols[-1]) + 1
     return (x0, y0, x1 - x0, y1 - y0)
 
@@ -82,20 +108,22 @@ def _clip(r: Rect, w: int, h: int) -> Rect | None:
     return (x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else None
 
 
-def _black_out(img: Image, origin: tuple[int, int], blackout: list[Rect]) -> None:
+def _black_out(img: PILImage.Image, origin: tuple[int, int], blackout: list[Rect]) -> None:
     """Fill every blackout rectangle (screen coordinates) where it meets ``img`` at ``origin``."""
     ox, oy = origin
-    ih, iw = img.shape[:2]
     for x, y, w, h in blackout:
-        part = _clip((x - ox, y - oy, w, h), iw, ih)
+        part = _clip((x - ox, y - oy, w, h), img.width, img.height)
         if part is not None:
             px, py, pw, ph = part
-            img[py : py + ph, px : px + pw] = 0
+            img.paste((0, 0, 0), (px, py, px + pw, py + ph))
 
 
 def encode_image(rgb: Image, codec: str = CODEC) -> bytes:
+    return _encode_pil(PILImage.fromarray(rgb, "RGB"), codec)
+
+
+def _encode_pil(img: PILImage.Image, codec: str) -> bytes:
     buf = io.BytesIO()
-    img = PILImage.fromarray(rgb, "RGB")
     if codec == "png":
         img.save(buf, format="PNG", compress_level=1)
     else:
@@ -184,15 +212,15 @@ class FrameEncoder:
                 rect = (0, 0, 1, 1)  # unchanged: a one-pixel patch keeps "one image per frame"
             x, y, pw, ph = rect
             if pw * ph <= KEYFRAME_SHARE * w * h:
-                patch = rgb_rect(grab, rect)
+                patch = _pil_rect(grab, rect)
                 _black_out(patch, (x, y), blackout)
                 return EncodedFrame(
                     {"rect": [x, y, pw, ph], "base": base, "w": w, "h": h},
-                    encode_image(patch, self.codec),
+                    _encode_pil(patch, self.codec),
                 )
-        full = to_rgb(grab)
+        full = _pil_rect(grab, (0, 0, w, h))
         _black_out(full, (0, 0), blackout)
-        return EncodedFrame({"rect": [0, 0, w, h], "w": w, "h": h}, encode_image(full, self.codec))
+        return EncodedFrame({"rect": [0, 0, w, h], "w": w, "h": h}, _encode_pil(full, self.codec))
 
     def encode(self, rgb: Image, index: int) -> EncodedFrame:
         """Encode ``rgb`` (already redacted) as frame ``index`` of the current batch."""

@@ -98,7 +98,7 @@ def read_local_exclusions(path: Path) -> list[ExcludedApp]:
         raise ValueError(f"{path.name} is not a valid exclusion list") from exc
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
+def _stamp(path: str) -> tuple[int, int, int] | None:
     try:
         st = os.stat(path)
     except OSError:
@@ -111,6 +111,14 @@ class Gate:
 
     def __init__(self, home: Home, manifest: Manifest) -> None:
         self._home = home
+        # Looked at every 100 ms: the paths are made once (a Path per look costs more than
+        # the stat).
+        self._paths = {
+            "manifest": str(home.manifest_file),
+            "consent": str(home.consent_file),
+            "pause": str(home.pause_file),
+            "exclusions": str(home.exclusions_file),
+        }
         self.manifest = manifest
         self._manifest_exclusions = manifest.excluded_apps
         self._conditions: dict[str, Callable[[], bool]] = {}
@@ -133,8 +141,8 @@ class Gate:
         so ``fn`` must answer from memory, without I/O."""
         self._conditions[name] = fn
 
-    def _changed(self, key: str, path: Path) -> bool:
-        stamp = _stamp(path)
+    def _changed(self, key: str) -> bool:
+        stamp = _stamp(self._paths[key])
         if self._stamps.get(key, ()) == stamp:
             return False
         self._stamps[key] = stamp
@@ -142,19 +150,19 @@ class Gate:
 
     def refresh(self, now: float, *, force: bool = False) -> None:
         h = self._home
-        if self._changed("manifest", h.manifest_file) or force:
+        if self._changed("manifest") or force:
             try:
                 current = load_manifest(h.manifest_file.read_bytes())
                 self.manifest_changed = current.digest != self.manifest.digest
             except (OSError, ManifestError):
                 self.manifest_changed = True
-        if self._changed("consent", h.consent_file) or force:
+        if self._changed("consent") or force:
             self.consent = read_consent(h.consent_file, self.manifest)
             stamp = self._stamps.get("consent")
             self.consent_changed = stamp[0] / 1e9 if stamp else now
-        if self._changed("pause", h.pause_file) or force or self.pause.until is not None:
+        if self._changed("pause") or force or self.pause.until is not None:
             self.pause = read_pause(h.pause_file, now)
-        if self._changed("exclusions", h.exclusions_file) or force:
+        if self._changed("exclusions") or force:
             try:
                 self._local = read_local_exclusions(h.exclusions_file)
                 self._local_broken = False

@@ -10,6 +10,8 @@ selection there is no tray, nothing is shown, and ``keystep status`` says so.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import select
 import threading
 from typing import Any, Final
@@ -25,20 +27,25 @@ XEMBED_MAPPED: Final = 1
 NAME: Final = "keystep recording"
 SHOWN: Final = "tray icon (red square) while recording"
 NO_TRAY: Final = "none: this desktop has no system tray"
-# How soon a change of state reaches the tray (the recorder ticks every 100 ms as well).
-POLL_S: Final = 0.1
 _SIZE: Final = 22
 _RED: Final = 0xD01010
 
 
 class TrayIndicator:
-    """``start`` opens its own X connection and thread; ``show(bool)`` from any thread."""
+    """``start`` opens its own X connection and thread; ``show(bool)`` from any thread.
+
+    The thread sleeps in ``select`` on its X connection and a wake-up pipe, so it costs
+    nothing between a tray's comings and goings and the recorder's changes of state.
+    """
 
     def __init__(self, display: str) -> None:
         self._name = display
         self._stop = threading.Event()
         self._want = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # guards the pipe's write end against its closing
+        self._wake_r: int | None = None
+        self._wake_w: int | None = None
         self.status = "none: not started"
 
     def start(self) -> str:
@@ -54,27 +61,46 @@ class TrayIndicator:
             d.close()
             self.status = "none: the tray did not answer"
             return self.status
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._thread = threading.Thread(
-            target=self._run, args=(d,), daemon=True, name="keystep-indicator"
+            target=self._run, args=(d, self._wake_r), daemon=True, name="keystep-indicator"
         )
         self.status = SHOWN if self._tray.owner is not None else NO_TRAY
         self._thread.start()
         return self.status
 
     def show(self, recording: bool) -> None:
+        if recording == self._want.is_set():
+            return
         if recording:
             self._want.set()
         else:
             self._want.clear()
+        self._wake()
 
-    def _run(self, d: Any) -> None:
+    def _wake(self) -> None:
+        with self._lock:
+            if self._wake_w is not None:
+                # A full pipe already holds a wake-up.
+                with contextlib.suppress(BlockingIOError):
+                    os.write(self._wake_w, b"\0")
+
+    def _run(self, d: Any, wake: int) -> None:
         tray = self._tray
         try:
             while not self._stop.is_set():
                 if tray.events():
                     self.status = SHOWN if tray.owner is not None else NO_TRAY
                 tray.sync(self._want.is_set())
-                select.select([d.fileno()], [], [], POLL_S)
+                # Replies read while syncing can leave events queued in Xlib, not the socket.
+                if d.pending_events():
+                    continue
+                ready, _, _ = select.select([d.fileno(), wake], [], [])
+                if wake in ready:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake, 4096)
         except (Xlib.error.ConnectionClosedError, OSError):
             return
         finally:
@@ -87,8 +113,16 @@ class TrayIndicator:
     def stop(self) -> None:
         self._want.clear()
         self._stop.set()
+        self._wake()
         if self._thread is not None:
             self._thread.join(timeout=2)
+            if self._thread.is_alive():
+                return  # stuck in X: leave the pipe to it rather than close it under it
+        with self._lock:
+            for fd in (self._wake_r, self._wake_w):
+                if fd is not None:
+                    os.close(fd)
+            self._wake_r = self._wake_w = None
 
 
 class _Tray:

@@ -5,7 +5,8 @@ input or pixels in memory, and the tray indicator only shows or hides its icon; 
 else runs on the calling (main) thread, which also receives SIGINT and SIGTERM. That thread
 ticks at least every 100 ms to re-read the pause, consent and exclusion files, take focus
 and title changes the window source reported, show the indicator, and close batches that
-are due. Focus is asked of the X server afresh (a round trip) at every
+are due; pointer moves wait for that tick or the next input, in time order, rather than
+waking it at the sampling rate. Focus is asked of the X server afresh (a round trip) at every
 button press, scroll, first key of a typing run, special key or hotkey, and kept frame.
 
 Crash-loss bound: a ``kill -9`` loses at most the batch in assembly (``manifest.batching``:
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import json
 import os
 import queue
@@ -26,6 +28,7 @@ import re
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +36,7 @@ from types import FrameType
 from typing import Any, Final
 
 from keystep.capture.batcher import Batcher
-from keystep.capture.fields import FieldProbe, default_probe
+from keystep.capture.fields import SCREEN_FOCUS, FieldProbe, default_probe
 from keystep.capture.frames import FrameEncoder, FrameRate, Image, to_rgb
 from keystep.capture.gate import BLOCKED, NO_CONSENT, PAUSED, RECORDING, Gate, read_consent
 from keystep.capture.indicator import TrayIndicator
@@ -87,12 +90,22 @@ def forget_request_file(home: Home) -> Path:
     return home.state_dir / "forget.json"
 
 
+def _server_not_before(a: int, b: int) -> bool:
+    """Whether X server time ``a`` is at or after ``b`` (32-bit milliseconds that wrap)."""
+    return (a - b) & 0xFFFFFFFF < 0x80000000
+
+
 def write_status(path: Path, doc: dict[str, Any]) -> None:
     """Atomic but not fsync'd: the status file is advisory and rewritten every second."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    data = json.dumps(doc, sort_keys=True).encode()
     fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, sort_keys=True)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
 
 
@@ -139,6 +152,14 @@ class Recorder:
         self._ring_hz = ring_hz
         self._stop = threading.Event()
         self._q: queue.SimpleQueue[RawInput] = queue.SimpleQueue()
+        # Pointer moves wait here, not in the queue: they are taken in time order before the
+        # next input or tick, instead of waking this thread at the pointer's rate.
+        self._moves: deque[RawInput] = deque()
+        # Pointer samples older than this are dropped when they arrive: an input, a window change
+        # or the end of a gap was handled after them (the sampler delivers a position one
+        # period after reading it), so they would land out of order, or in a window or gap
+        # the recorder no longer knows they belonged to.
+        self._moves_after = 0.0
         self._lock_fd: int | None = None
         self.counts = _Counts()
         self.errors: list[str] = []
@@ -147,6 +168,10 @@ class Recorder:
         self._rids: dict[int, int] = {}
         self._infos: dict[int, WindowInfo] = {}
         self._gap_start: float | None = None
+        self._observed_t = 0.0  # the stamp of the last window change or gap end recorded
+        self._deferred = False  # focus changes seen but left for the next look
+        self._focus_changes: list[int] = []  # their server times
+        self._shown: bool | None = None  # what the indicator was last told
         self._clean_since = 0.0
         self._last_move_t = 0.0
         self._held_move: RawInput | None = None
@@ -154,8 +179,10 @@ class Recorder:
         self._last_scroll_t = 0.0
         self._unsent: list[_Unsent] = []
         self._forget_stamp: Any = None
+        self._forget_path = str(forget_request_file(home))
         self._forget_done: str | None = None
         self._state = "starting"
+        self._stopping = False  # set once stopping: queued inputs are recorded without frames
         self.started = time.time()
         self.on_sealed: Callable[[str], None] | None = None
 
@@ -292,13 +319,21 @@ class Recorder:
             if SCREEN_FRAME in self.manifest.kinds:
                 self.ring.start()
             try:
-                self.inputs.start(self._q.put)
+                self.inputs.start(self._put)
             except SourceError as exc:
                 raise RecorderError(str(exc)) from exc
             self.indicator_status = self.indicator.start()
+            # What is loaded by now lives as long as the recorder: frozen out of the cyclic
+            # collector's reach, a full collection scans only what recording allocates.
+            gc.collect()
+            gc.freeze()
             self._loop()
         finally:
+            gc.unfreeze()
             self.inputs.stop()
+            # Inputs still queued are recorded, without frames: each kept frame costs up to
+            # its redaction budget, and a stop must not wait on a backlog of them.
+            self._stopping = True
             self._drain()
             self._finish()
             self.ring.stop()
@@ -320,6 +355,7 @@ class Recorder:
             if end is not None and now >= end:
                 break
             if now >= next_tick:
+                self._take_moves(now)
                 self._tick(now)
                 next_tick = now + TICK_S
             if now >= next_status:
@@ -329,15 +365,40 @@ class Recorder:
                 raw = self._q.get(timeout=max(0.0, min(next_tick - time.time(), TICK_S)))
             except queue.Empty:
                 continue
-            self._handle(raw)
+            self._take_input(raw)
+
+    def _take_input(self, raw: RawInput) -> None:
+        """Handle an input after the pointer moves sampled before it; moves sampled before
+        it that arrive later are then dropped."""
+        self._take_moves(raw.t)
+        self._handle(raw)
+        self._moves_after = max(self._moves_after, raw.t)
+
+    def _put(self, raw: RawInput) -> None:
+        """The input sink (called on the sources' threads)."""
+        if raw.kind == MOVE:
+            self._moves.append(raw)
+        else:
+            self._q.put(raw)
+
+    def _take_moves(self, until: float) -> None:
+        """Handle the pointer moves sampled up to ``until`` (one sampler: they come in order).
+        A sample older than ``_moves_after`` arrived late and is dropped (an input carries its
+        own position)."""
+        moves = self._moves
+        while moves and moves[0].t <= until:
+            move = moves.popleft()
+            if move.t >= self._moves_after:
+                self._handle(move)
 
     def _drain(self) -> None:
         while True:
             try:
                 raw = self._q.get_nowait()
             except queue.Empty:
-                return
-            self._handle(raw)
+                break
+            self._take_input(raw)
+        self._take_moves(float("inf"))
 
     def _finish(self) -> None:
         now = time.time()
@@ -350,6 +411,7 @@ class Recorder:
         self._state = "stopped"
         self._write_status(now)
         self.windows.close()
+        self._monitor_source.close()
         self.outbox.close()
 
     # -- gating ------------------------------------------------------------------------
@@ -375,31 +437,52 @@ class Recorder:
             start, self._gap_start = self._gap_start, None
             self._add(Event(start, GAP, {"t_end": t}))
             self._clean_since = t
+            self._moves_after = max(self._moves_after, t)
 
-    def _observe(self, now: float, *, recheck: bool = True) -> bool:
+    def _observe(self, now: float, *, recheck: bool = True, input_ms: int | None = None) -> bool:
         """Take in focus and title changes; True when the focused window may be recorded.
 
         ``recheck`` asks the server which window has focus now (one round trip); otherwise
         only changes the window source has reported since the last call are looked at.
+        ``now`` stamps what is found; for an input, the input's own time, so its events and
+        the window they went to stay in order however late the input is handled. With
+        ``input_ms`` (the input's server time), the server times of the focus changes say
+        where the input went: all after it (the click that focuses a window) → the window
+        focused before, and the changes wait for the next look; all before it → the window
+        focused now; some before and some after → a window no longer known, so the input is
+        not recorded (it may have gone to an excluded app).
         """
         w = self._win
         dirty = self.windows.changed()
-        if recheck or dirty:
+        if recheck or dirty or self._deferred:
             handle = self.windows.focused()
             # A title change made before that reply arrives with it: look again.
             dirty = self.windows.changed() or dirty
         else:
             handle = w.handle
+        self._focus_changes += self.windows.take_focus_changes()
+        unknown = False
+        if input_ms is not None and self._focus_changes and w.handle is not None:
+            after = sum(_server_not_before(ms, input_ms) for ms in self._focus_changes)
+            if after == len(self._focus_changes):
+                self._deferred = True
+                return not w.excluded
+            unknown = after > 0
+        self._deferred = False
+        self._focus_changes = []
+        now = max(now, self._observed_t)
         if handle != w.handle or dirty:
             info = self.windows.describe(handle) if handle else None
             changed = handle != w.handle or (
                 info is not None and (w.info is None or info.title != w.info.title)
             )
             if changed:
+                self._observed_t = now
                 for ev in self.typing.flush():
                     self._emit(ev)
                 w.handle, w.info = handle, info
                 w.excluded = self.gate.excluded(info)
+                self._moves_after = max(self._moves_after, now)
                 if w.excluded:
                     self._open_gap(now)
                 else:
@@ -410,10 +493,11 @@ class Recorder:
                         self._focus_event(now, info)
         if not w.excluded and self._gap_start is not None:
             # Back from a pause or block: the gap ends with this observation.
+            self._observed_t = now
             self._close_gap(now)
             if w.info is not None:
                 self._focus_event(now, w.info)
-        return not w.excluded
+        return not (w.excluded or unknown)
 
     def _focus_event(self, now: float, info: WindowInfo) -> None:
         if WINDOW_FOCUS not in self.manifest.kinds:
@@ -453,7 +537,11 @@ class Recorder:
             self._open_gap(self.gate.pause_since if st == PAUSED else now)
             self._state = st
         else:
-            allowed = self._observe(now, recheck=False)
+            # With inputs waiting, their own looks (at their times) take in a focus change;
+            # stamped now, it would land after inputs made in the new window.
+            allowed = (
+                self._observe(now, recheck=False) if self._q.empty() else not self._win.excluded
+            )
             self._state = RECORDING if allowed else EXCLUDED
             self._emit_held_move()
             for ev in self.typing.idle(now):
@@ -462,7 +550,10 @@ class Recorder:
         if self.batcher.due(now, typing_open=self.typing.burst is not None):
             self._seal(now)
         # The tray icon is up only while something is being recorded.
-        self.indicator.show(self._state == RECORDING)
+        shown = self._state == RECORDING
+        if shown != self._shown:
+            self.indicator.show(shown)
+            self._shown = shown
         self.indicator_status = self.indicator.status
         if self._q.empty():
             # Inputs still to come are stamped after now; older grabs can't be asked for.
@@ -485,11 +576,10 @@ class Recorder:
             else:
                 self._held_move = raw
             return
-        now = time.time()
         burst = raw.kind == KEY_PRESS and self.typing.starts_burst(raw, self._win.rid)
         key_action = raw.kind == KEY_PRESS and not burst and self.typing.starts_key_action(raw)
         if raw.kind in (BUTTON_DOWN, SCROLL) or burst or key_action:
-            if not self._observe(now):
+            if not self._observe(raw.t, input_ms=raw.server_ms):
                 if raw.kind == BUTTON_DOWN:
                     self._dropped_buttons.add(raw.button)
                 return
@@ -501,7 +591,7 @@ class Recorder:
             self._emit_held_move(force=True)
             for ev in self.typing.flush():
                 self._emit(ev)
-            self._attach_frame(raw.t)
+            self._attach_frame(raw.t, raw.server_ms)
             self._emit(Event(raw.t, POINTER_DOWN, {"x": raw.x, "y": raw.y, "button": raw.button}))
         elif raw.kind == BUTTON_UP:
             if raw.button in self._dropped_buttons:
@@ -514,7 +604,7 @@ class Recorder:
             for ev in self.typing.flush():
                 self._emit(ev)
             if raw.t - self._last_scroll_t > SCROLL_BURST_S:
-                self._attach_frame(raw.t)
+                self._attach_frame(raw.t, raw.server_ms)
             self._last_scroll_t = raw.t
             self._emit(
                 Event(raw.t, POINTER_SCROLL, {"x": raw.x, "y": raw.y, "dx": raw.dx, "dy": raw.dy})
@@ -525,8 +615,12 @@ class Recorder:
                 # the typing before it, so that run is closed ahead of the frame.
                 for ev in self.typing.flush():
                     self._emit(ev)
+            if burst:
+                # The screen's word on the field is the one this run's own frame gives (a
+                # frame kept for an earlier key showed the screen before that key).
+                SCREEN_FOCUS.clear()
             if burst or key_action:
-                self._attach_frame(raw.t)
+                self._attach_frame(raw.t, raw.server_ms)
                 if self._win.excluded:
                     return  # focus moved to an excluded window while the frame was checked
             # Asked at the first key: sudo turns echo back on as soon as Enter is read.
@@ -568,15 +662,19 @@ class Recorder:
         if self.batcher.add(ev, time.time()):
             self.counts.events += 1
 
-    def _attach_frame(self, t_action: float) -> None:
+    def _attach_frame(self, t_action: float, input_ms: int | None = None) -> None:
         """Keep the last grab before ``t_action`` as this action's frame, if allowed."""
-        if not self.batcher.declares(SCREEN_FRAME) or not self.frame_rate.allows(t_action):
+        if (
+            self._stopping
+            or not self.batcher.declares(SCREEN_FRAME)
+            or not self.frame_rate.allows(t_action)
+        ):
             return
         grab = self.ring.before(t_action)
         if grab is None or grab.t < self._clean_since:
             return
         # Focus again right before keeping: it may have moved to an excluded window.
-        if not self._observe(time.time()):
+        if not self._observe(time.time(), input_ms=input_ms):
             return
         blackout = [
             area
@@ -587,7 +685,10 @@ class Recorder:
         n = len(blackout)
         if self.redaction.reads_frames:
             result = self.redaction.frame(
-                to_rgb(grab), window_key=str(self._win.rid), blackout=blackout
+                to_rgb(grab),
+                window_key=str(self._win.rid),
+                blackout=blackout,
+                window=self._win.info,
             )
             if result is None:
                 self.counts.dropped_frames += 1
@@ -649,9 +750,8 @@ class Recorder:
     # -- forget and status -------------------------------------------------------------
 
     def _check_forget(self, now: float) -> None:
-        path = forget_request_file(self.home)
         try:
-            st = os.stat(path)
+            st = os.stat(self._forget_path)
         except OSError:
             return
         stamp = (st.st_mtime_ns, st.st_size)
@@ -659,7 +759,7 @@ class Recorder:
             return
         self._forget_stamp = stamp
         try:
-            req = json.loads(path.read_bytes())
+            req = json.loads(Path(self._forget_path).read_bytes())
             t0, t1, rid = float(req["t0"]), float(req["t1"]), str(req["id"])
         except (OSError, ValueError, KeyError, TypeError):
             return

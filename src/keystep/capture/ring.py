@@ -18,8 +18,9 @@ from collections.abc import Callable
 from keystep.capture.sources.base import Grab, ScreenSource
 
 DEFAULT_RATE_HZ = 4.0
-# How long the ring thread blocks waiting for a change before it looks at stop/regrab again.
-WAIT_S = 0.25
+# How long the ring thread blocks waiting for a change at most: ``clear`` and ``stop`` wake it
+# at once, so this only bounds a source that cannot be woken.
+WAIT_S = 2.0
 
 
 class FrameRing:
@@ -37,6 +38,7 @@ class FrameRing:
         self._stop = threading.Event()
         self._regrab = threading.Event()
         self._thread: threading.Thread | None = None
+        self._source: ScreenSource | None = None  # open on the ring's thread; under _lock
         self.error: str | None = None
         self.grabs = 0
 
@@ -51,6 +53,8 @@ class FrameRing:
         except Exception as exc:
             self.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return
+        with self._lock:
+            self._source = source
         try:
             while not self._stop.is_set():
                 try:
@@ -73,6 +77,8 @@ class FrameRing:
                     self.grabs += 1
                 self._stop.wait(max(0.0, self._period - (time.monotonic() - started)))
         finally:
+            with self._lock:
+                self._source = None
             source.close()
 
     def push(self, grab: Grab) -> None:
@@ -98,6 +104,12 @@ class FrameRing:
         with self._lock:
             self._grabs.clear()
         self._regrab.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        with self._lock:
+            if self._source is not None:
+                self._source.wake()
 
     def __len__(self) -> int:
         with self._lock:
@@ -105,6 +117,7 @@ class FrameRing:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake()
         if self._thread is not None:
             self._thread.join(timeout=2)
         with self._lock:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from keystep.home import ensure_private_dir
+from keystep.sqlite_wal import enable_wal
 
 SCHEMA_VERSION: Final = 1
 PENDING: Final = "pending"
@@ -76,7 +77,7 @@ class Outbox:
             self._db = sqlite3.connect(
                 path, timeout=30, isolation_level=None, check_same_thread=False
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            enable_wal(self._db, timeout=30)
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA secure_delete=ON")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]

@@ -29,6 +29,9 @@ class RawInput:
     For keys: ``keycode`` is the hardware code (press and release pair by it, because shift
     changes the character), ``name`` the key's name when it is not printable, ``char`` the
     character it produces when printable, ``base`` the unshifted character (for hotkeys).
+    ``server_ms`` is the display server's own timestamp of the event where it has one (X:
+    milliseconds, wrapping at 2**32): it orders the input against focus changes exactly,
+    however late either reached keystep.
     """
 
     t: float
@@ -42,6 +45,7 @@ class RawInput:
     name: str | None = None
     char: str | None = None
     base: str | None = None
+    server_ms: int | None = None
 
 
 InputSink = Callable[[RawInput], None]
@@ -80,6 +84,11 @@ class ScreenSource(ABC):
         it may have. Sources that cannot tell always say True, so callers grab at their rate."""
         return True
 
+    def wake(self) -> None:
+        """Make a ``wait_change`` blocked on another thread return now (False unless the
+        screen changed). Callable from any thread until ``close``."""
+        return  # the default wait_change does not block
+
     @abstractmethod
     def close(self) -> None: ...
 
@@ -113,6 +122,12 @@ class WindowSource(ABC):
         answered from memory (sources that cannot tell always say True, so callers poll)."""
         return True
 
+    def take_focus_changes(self) -> list[int]:
+        """The display server's timestamps of the focus changes ``changed`` has seen since
+        the last call (same clock as ``RawInput.server_ms``; empty where the platform gives
+        none)."""
+        return []
+
     @abstractmethod
     def describe(self, handle: int) -> WindowInfo | None:
         """App class, title, pid and geometry (None when the window is gone)."""
@@ -130,3 +145,7 @@ class MonitorSource(ABC):
 
     @abstractmethod
     def monitors(self) -> list[Monitor]: ...
+
+    def close(self) -> None:
+        """Release what ``monitors`` keeps open (it may be called again afterwards)."""
+        return  # nothing kept by default

@@ -8,16 +8,21 @@ Pointer motion does not go through RECORD: every motion event (50-1000 a second,
 would be parsed in Python only for most of them to be dropped by the manifest's rate, and
 that alone costs more than the rest of the agent (bench/agent_overhead.py). The mouse
 listener records buttons only (its ``_EVENTS`` narrowed), and a sampler thread asks the
-server where the pointer is at the manifest's rate, reporting a move when it changed.
+server where the pointer is at the manifest's rate, reporting a move when it changed. It asks
+through libxcb (ctypes) when it can: python-xlib builds and parses each request in Python,
+which costs about twice the CPU per sample.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import threading
 import time
-from typing import Any, Final
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Final
 
 from keystep.capture.sources.base import (
     BUTTON_DOWN,
@@ -36,6 +41,9 @@ from keystep.capture.sources.base import (
 # little); the first move after a rest is then reported up to 1/IDLE_HZ s late.
 IDLE_AFTER_S: Final = 1.0
 IDLE_HZ: Final = 5.0
+
+# A key's name, the character it types, and its unshifted character (see RawInput).
+_Meaning = tuple[str | None, str | None, str | None]
 
 _BUTTONS = {"left": "left", "right": "right", "middle": "middle", "button8": "x1", "button9": "x2"}
 
@@ -67,46 +75,98 @@ class X11InputSource(InputSource):
         except Exception as exc:  # pynput probes the display while importing
             raise SourceError(f"cannot listen to input on display {self._display}: {exc}") from exc
 
+        # (name, char, base) by (keycode, modifier state); None: a keycode pynput cannot map.
+        # pynput reads the keymap once per listener, so a key means the same all along and
+        # is worked out once rather than at every press and release.
+        meanings: dict[tuple[int, int], _Meaning | None] = {}
+
+        def meaning(display: Any, event: Any, to_key: Any) -> _Meaning | None:
+            try:
+                key = to_key(display, event)
+            except IndexError:
+                return None
+            char: str | None = None
+            name: str | None = None
+            if key == Key.space:
+                char = " "
+            elif isinstance(key, Key):
+                name = key.name
+            elif isinstance(key, KeyCode) and _printable(key.char):
+                char = key.char
+            else:
+                name = Xlib.XK.keysym_to_string(getattr(key, "vk", 0) or 0) or None
+                name = name or f"keycode_{event.detail}"
+            base_sym = display.keycode_to_keysym(event.detail, 0)
+            base = Xlib.XK.keysym_to_string(base_sym) if base_sym else None
+            return name, char, base
+
         class _Keyboard(KeyboardListener):  # type: ignore[misc,valid-type]
             def _handle_message(self, display: Any, event: Any, injected: bool) -> None:
                 t = time.time()
+                code = int(event.detail)
+                k = (code, int(event.state))
                 try:
-                    key = self._event_to_key(display, event)
-                except IndexError:
+                    found = meanings[k]
+                except KeyError:
+                    found = meanings[k] = meaning(display, event, self._event_to_key)
+                if found is None:
                     return
+                name, char, base = found
                 kind = KEY_PRESS if event.type == Xlib.X.KeyPress else KEY_RELEASE
-                char: str | None = None
-                name: str | None = None
-                if key == Key.space:
-                    char = " "
-                elif isinstance(key, Key):
-                    name = key.name
-                elif isinstance(key, KeyCode) and _printable(key.char):
-                    char = key.char
-                else:
-                    name = Xlib.XK.keysym_to_string(getattr(key, "vk", 0) or 0) or None
-                    name = name or f"keycode_{event.detail}"
-                base_sym = display.keycode_to_keysym(event.detail, 0)
-                base = Xlib.XK.keysym_to_string(base_sym) if base_sym else None
-                sink(RawInput(t, kind, keycode=int(event.detail), name=name, char=char, base=base))
+                sink(
+                    RawInput(
+                        t,
+                        kind,
+                        keycode=code,
+                        name=name,
+                        char=char,
+                        base=base,
+                        server_ms=int(event.time),
+                    )
+                )
 
         class _Buttons(MouseListener):  # type: ignore[misc,valid-type]
             # pynput passes these as RECORD's device-event range (first, last); its default
             # (ButtonPressMask, ButtonReleaseMask) = (4, 8) spans MotionNotify, Enter, Leave.
             _EVENTS = (Xlib.X.ButtonPress, Xlib.X.ButtonRelease)
+            server_ms: int | None = None  # of the event being handled, for the callbacks
+
+            def _handle_message(self, display: Any, event: Any, injected: bool) -> None:
+                self.server_ms = int(event.time)
+                super()._handle_message(display, event, injected)
 
         def on_click(x: int, y: int, button: Any, pressed: bool, *_: Any) -> None:
             name = _BUTTONS.get(getattr(button, "name", ""), "")
             if name:
                 kind = BUTTON_DOWN if pressed else BUTTON_UP
-                sink(RawInput(time.time(), kind, x=int(x), y=int(y), button=name))
+                sink(
+                    RawInput(
+                        time.time(),
+                        kind,
+                        x=int(x),
+                        y=int(y),
+                        button=name,
+                        server_ms=mouse.server_ms,
+                    )
+                )
 
         def on_scroll(x: int, y: int, dx: int, dy: int, *_: Any) -> None:
             # pynput: +dy is up; keystep: +dy is down.
-            sink(RawInput(time.time(), SCROLL, x=int(x), y=int(y), dx=int(dx), dy=-int(dy)))
+            sink(
+                RawInput(
+                    time.time(),
+                    SCROLL,
+                    x=int(x),
+                    y=int(y),
+                    dx=int(dx),
+                    dy=-int(dy),
+                    server_ms=mouse.server_ms,
+                )
+            )
 
         mouse = _Buttons(on_click=on_click, on_scroll=on_scroll)
         keyboard = _Keyboard()
+        mouse.name, keyboard.name = "keystep-buttons", "keystep-keys"
         self._listeners = [mouse, keyboard]
         for listener in self._listeners:
             listener.start()
@@ -144,40 +204,188 @@ class _PointerSampler:
     """Polls the pointer position on its own X connection and thread; reports changes."""
 
     def __init__(self, display: str, rate_hz: float, sink: InputSink) -> None:
-        import Xlib.display
-
-        self._d = Xlib.display.Display(display)
-        self._root = self._d.screen().root
+        self._pointer: _Pointer = _open_pointer(display)
         self._period = 1.0 / rate_hz
         self._idle_period = max(self._period, 1.0 / IDLE_HZ)
         self._sink = sink
-        self._stop = threading.Event()
+        self._stopped = False
         self._thread = threading.Thread(target=self._run, name="keystep-pointer", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def _run(self) -> None:
+        # Pipelined: each wake-up collects the answer to the question asked at the previous
+        # one (the server answered long before) and asks the next, so a sample costs one
+        # wake-up, not two (the thread would sleep again waiting for the reply). A position
+        # is stamped with the time it was asked for, when the server read it; it reaches the
+        # recorder one period later, which drops a sample older than an input it already
+        # handled (the input carries its own position).
+        pointer, sink = self._pointer, self._sink
         last: tuple[int, int] | None = None
-        moved = 0.0
         try:
-            while True:
-                p = self._root.query_pointer()
-                t = time.time()
-                pos = (int(p.root_x), int(p.root_y))
+            pointer.ask()
+            asked = moved = time.time()
+            while not self._stopped:
+                idle = asked - moved >= IDLE_AFTER_S
+                # Not Event.wait: its timed lock wait costs more CPU than a sleep (1.5-3x at
+                # 20 Hz, measured); stop() waits one period at most.
+                time.sleep(self._idle_period if idle else self._period)
+                pos = pointer.answer()
+                t = asked if pointer.pipelined else time.time()
+                pointer.ask()
+                asked = time.time()
                 if pos != last:
                     if last is not None:
-                        self._sink(RawInput(t, MOVE, x=pos[0], y=pos[1]))
+                        sink(RawInput(t, MOVE, x=pos[0], y=pos[1]))
                     last, moved = pos, t
-                idle = t - moved >= IDLE_AFTER_S
-                if self._stop.wait(self._idle_period if idle else self._period):
-                    return
         except Exception:
             return  # the display went away; the listeners report that
         finally:
             with contextlib.suppress(Exception):
-                self._d.close()
+                self._pointer.close()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=1)
+        self._stopped = True
+        self._thread.join(timeout=self._idle_period + 1)
+
+
+class _Pointer(ABC):
+    """Where the pointer is on the root window, over one X connection of its own."""
+
+    # Whether ask() already sends the question (answer() then reads what the server found
+    # then); otherwise answer() asks, and the position is as of answer().
+    pipelined: ClassVar[bool] = False
+
+    def ask(self) -> None:
+        """Send the question; :meth:`answer` collects the reply (here: answer asks too)."""
+        return None
+
+    @abstractmethod
+    def answer(self) -> tuple[int, int]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+def _open_pointer(display: str) -> _Pointer:
+    try:
+        return _XcbPointer(display)
+    except _NoXcb:
+        return _XlibPointer(display)
+
+
+class _XlibPointer(_Pointer):
+    def __init__(self, display: str) -> None:
+        import Xlib.display
+
+        self._d = Xlib.display.Display(display)
+        self._root = self._d.screen().root
+
+    def answer(self) -> tuple[int, int]:
+        p = self._root.query_pointer()
+        return int(p.root_x), int(p.root_y)
+
+    def close(self) -> None:
+        self._d.close()
+
+
+class _NoXcb(Exception):
+    """libxcb cannot be loaded."""
+
+
+class _Cookie(ctypes.Structure):
+    _fields_ = [("sequence", ctypes.c_uint)]
+
+
+class _ScreenIterator(ctypes.Structure):
+    # xcb_screen_t begins with its root window's id.
+    _fields_ = [
+        ("data", ctypes.POINTER(ctypes.c_uint32)),
+        ("rem", ctypes.c_int),
+        ("index", ctypes.c_int),
+    ]
+
+
+class _QueryPointerReply(ctypes.Structure):
+    _fields_ = [
+        ("response_type", ctypes.c_uint8),
+        ("same_screen", ctypes.c_uint8),
+        ("sequence", ctypes.c_uint16),
+        ("length", ctypes.c_uint32),
+        ("root", ctypes.c_uint32),
+        ("child", ctypes.c_uint32),
+        ("root_x", ctypes.c_int16),
+        ("root_y", ctypes.c_int16),
+        ("win_x", ctypes.c_int16),
+        ("win_y", ctypes.c_int16),
+        ("mask", ctypes.c_uint16),
+        ("pad", ctypes.c_uint8 * 2),
+    ]
+
+
+class _XcbPointer(_Pointer):
+    """QueryPointer through libxcb (ctypes), which mss already needs: a few C calls per
+    sample with the GIL released while waiting. Not libX11's XQueryPointer: libX11 ends the
+    process when a connection breaks unless a process-wide handler is replaced; xcb just
+    returns no reply, and ``answer`` raises, as python-xlib would."""
+
+    def __init__(self, display: str) -> None:
+        name = ctypes.util.find_library("xcb")
+        try:
+            xcb = ctypes.CDLL(name or "libxcb.so.1")
+            libc = ctypes.CDLL(None)
+        except OSError as exc:
+            raise _NoXcb from exc
+        xcb.xcb_connect.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)]
+        xcb.xcb_connect.restype = ctypes.c_void_p
+        xcb.xcb_connection_has_error.argtypes = [ctypes.c_void_p]
+        xcb.xcb_connection_has_error.restype = ctypes.c_int
+        xcb.xcb_disconnect.argtypes = [ctypes.c_void_p]
+        xcb.xcb_disconnect.restype = None
+        xcb.xcb_get_setup.argtypes = [ctypes.c_void_p]
+        xcb.xcb_get_setup.restype = ctypes.c_void_p
+        xcb.xcb_setup_roots_iterator.argtypes = [ctypes.c_void_p]
+        xcb.xcb_setup_roots_iterator.restype = _ScreenIterator
+        xcb.xcb_screen_next.argtypes = [ctypes.POINTER(_ScreenIterator)]
+        xcb.xcb_screen_next.restype = None
+        xcb.xcb_query_pointer.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+        xcb.xcb_query_pointer.restype = _Cookie
+        xcb.xcb_flush.argtypes = [ctypes.c_void_p]
+        xcb.xcb_flush.restype = ctypes.c_int
+        xcb.xcb_query_pointer_reply.argtypes = [ctypes.c_void_p, _Cookie, ctypes.c_void_p]
+        xcb.xcb_query_pointer_reply.restype = ctypes.POINTER(_QueryPointerReply)
+        libc.free.argtypes = [ctypes.c_void_p]
+        libc.free.restype = None
+        screen = ctypes.c_int()
+        conn = xcb.xcb_connect(display.encode(), ctypes.byref(screen))
+        if xcb.xcb_connection_has_error(conn):
+            xcb.xcb_disconnect(conn)
+            raise SourceError(f"cannot open X display {display}")
+        it = xcb.xcb_setup_roots_iterator(xcb.xcb_get_setup(conn))
+        for _ in range(screen.value):
+            xcb.xcb_screen_next(ctypes.byref(it))
+        self._xcb, self._free, self._conn = xcb, libc.free, conn
+        self._root = int(it.data[0])
+        self._cookie = _Cookie()
+
+    pipelined = True
+
+    def ask(self) -> None:
+        self._cookie = self._xcb.xcb_query_pointer(self._conn, self._root)
+        self._xcb.xcb_flush(self._conn)
+
+    def answer(self) -> tuple[int, int]:
+        reply = self._xcb.xcb_query_pointer_reply(self._conn, self._cookie, None)
+        if not reply:
+            raise SourceError("the X connection was lost")
+        try:
+            r = reply.contents
+            return int(r.root_x), int(r.root_y)
+        finally:
+            self._free(reply)
+
+    def close(self) -> None:
+        if self._conn:
+            self._xcb.xcb_disconnect(self._conn)
+            self._conn = None

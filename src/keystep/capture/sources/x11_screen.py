@@ -6,6 +6,8 @@ grabs at all; without DAMAGE the caller grabs at its fixed rate.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import select
 import time
 from typing import Any
@@ -38,6 +40,10 @@ class X11ScreenSource(ScreenSource):
         if self._damage is None:
             return True
         return self._damage.wait(timeout)
+
+    def wake(self) -> None:
+        if self._damage is not None:
+            self._damage.wake()
 
     def grab(self) -> Grab:
         shot = self._mss.grab(self._area)
@@ -78,6 +84,8 @@ class _RootDamage:
             raise
         self._d = d
         self._dirty = True  # the first call grabs at once
+        # wake() writes here, so a wait ends at once on another thread's request.
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def wait(self, timeout: float) -> bool:
         d = self._d
@@ -96,7 +104,16 @@ class _RootDamage:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            select.select([d.fileno()], [], [], left)
+            ready, _, _ = select.select([d.fileno(), self._wake_r], [], [], left)
+            if self._wake_r in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_r, 64)
+                if not d.pending_events():
+                    return False
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # full: a wake is pending already
+            os.write(self._wake_w, b"w")
 
     def close(self) -> None:
         try:
@@ -104,3 +121,5 @@ class _RootDamage:
             self._d.close()
         except Exception:
             pass
+        os.close(self._wake_r)
+        os.close(self._wake_w)

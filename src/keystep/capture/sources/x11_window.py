@@ -13,6 +13,7 @@ SubstructureNotify), the window manager's stacking list, or a listed window's ti
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import Xlib.display
@@ -65,6 +66,7 @@ class X11WindowSource(WindowSource):
         self._watched: int | None = None
         self._polling = True  # until focused() has found an EWMH active window
         self._focus_dirty = False
+        self._focus_ms: list[int] = []  # server times of _NET_ACTIVE_WINDOW changes, not taken
         self._visible: list[WindowInfo] | None = None
         self._restacked = False
         self._stack: list[int] = []  # the stacking list the cached windows came from
@@ -87,6 +89,7 @@ class X11WindowSource(WindowSource):
             if wid == root:
                 if ev.atom == self._active:
                     self._focus_dirty = True
+                    self._focus_ms.append(int(ev.time))
                 elif ev.atom in self._list_atoms:
                     # Window managers rewrite the list on every click, mostly unchanged.
                     self._restacked = True
@@ -100,6 +103,11 @@ class X11WindowSource(WindowSource):
         self._drain()
         dirty, self._focus_dirty = self._polling or self._focus_dirty, False
         return dirty
+
+    def take_focus_changes(self) -> list[int]:
+        # Those drained by changed(), which callers ask first.
+        taken, self._focus_ms = self._focus_ms, []
+        return taken
 
     def _watch(self, handle: int | None) -> None:
         """Listen for title changes of ``handle`` (and no longer of the previous window)."""
@@ -238,41 +246,58 @@ class X11WindowSource(WindowSource):
 
 
 class X11MonitorSource(MonitorSource):
+    """One connection, opened at the first call and kept: a connection costs ~4 ms of CPU
+    (setup, keymap, extensions), asked again at every sealed batch. A broken one is
+    reported and replaced at the next call."""
+
     def __init__(self, display: str) -> None:
         self._name = display
+        self._d: Xlib.display.Display | None = None
 
     def monitors(self) -> list[Monitor]:
-        d = open_display(self._name)
+        if self._d is None:
+            self._d = open_display(self._name)
         try:
-            root = d.screen().root
-            found: list[Monitor] = []
-            if d.has_extension("RANDR"):
-                try:
-                    reply = root.xrandr_get_monitors(is_active=True)
-                    found = [
-                        Monitor(
-                            int(m.x),
-                            int(m.y),
-                            int(m.width_in_pixels),
-                            int(m.height_in_pixels),
-                            bool(m.primary),
-                        )
-                        for m in reply.monitors
-                    ]
-                except (Xlib.error.XError, AttributeError):
-                    found = []
-            if not found and d.has_extension("XINERAMA"):
-                try:
-                    screens = d.xinerama_query_screens().screens
-                    found = [
-                        Monitor(int(s.x), int(s.y), int(s.width), int(s.height), i == 0)
-                        for i, s in enumerate(screens)
-                    ]
-                except (Xlib.error.XError, AttributeError):
-                    found = []
-            if not found:
-                s = d.screen()
-                found = [Monitor(0, 0, int(s.width_in_pixels), int(s.height_in_pixels), True)]
-            return found
-        finally:
-            d.close()
+            return self._monitors(self._d)
+        except Exception as exc:
+            self.close()
+            raise SourceError(f"cannot read the monitors of {self._name}: {exc}") from exc
+
+    def close(self) -> None:
+        if self._d is not None:
+            d, self._d = self._d, None
+            with contextlib.suppress(Exception):
+                d.close()
+
+    @staticmethod
+    def _monitors(d: Xlib.display.Display) -> list[Monitor]:
+        root = d.screen().root
+        found: list[Monitor] = []
+        if d.has_extension("RANDR"):
+            try:
+                reply = root.xrandr_get_monitors(is_active=True)
+                found = [
+                    Monitor(
+                        int(m.x),
+                        int(m.y),
+                        int(m.width_in_pixels),
+                        int(m.height_in_pixels),
+                        bool(m.primary),
+                    )
+                    for m in reply.monitors
+                ]
+            except (Xlib.error.XError, AttributeError):
+                found = []
+        if not found and d.has_extension("XINERAMA"):
+            try:
+                screens = d.xinerama_query_screens().screens
+                found = [
+                    Monitor(int(s.x), int(s.y), int(s.width), int(s.height), i == 0)
+                    for i, s in enumerate(screens)
+                ]
+            except (Xlib.error.XError, AttributeError):
+                found = []
+        if not found:
+            s = d.screen()
+            found = [Monitor(0, 0, int(s.width_in_pixels), int(s.height_in_pixels), True)]
+        return found

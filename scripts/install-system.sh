@@ -5,8 +5,9 @@ packages=(
   xvfb xauth xdotool openbox x11-utils x11-xserver-utils      # virtual display, window manager, input driving
   trayer xterm zenity                                           # a tray, a terminal and a GTK password box for e2e tests
   at-spi2-core dbus libatk-bridge2.0-0                          # the accessibility bus that reports password fields
+  chromium                                                      # a browser whose password fields that bus reports (e2e test)
   tesseract-ocr tesseract-ocr-eng libtesseract-dev libleptonica-dev pkg-config  # on-device OCR
-  fonts-dejavu-core fonts-liberation fonts-noto-core           # rendered screens of the redaction corpus
+  fonts-dejavu-core fonts-liberation fonts-noto-core fonts-noto-mono  # rendered screens of the redaction corpus
   postgresql postgresql-client                                  # the collector's server database
   python3-venv python3-dev gcc
   strace                                                        # proves OCR writes nothing to disk

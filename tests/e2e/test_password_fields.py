@@ -6,17 +6,18 @@ xdotool types both while ``keystep record`` runs; the outbox is opened through t
 
 from __future__ import annotations
 
-import ctypes
+import json
 import os
 import shutil
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from a11y import ATSPI_LAUNCHER, a11y_session
 from xsession import (
     events_of,
     make_home,
@@ -76,6 +77,20 @@ def _ocr(images: list[np.ndarray]) -> list[str]:
     return texts
 
 
+def _xterm(display: str, out: Path, *command: str) -> subprocess.Popen[bytes]:
+    """An xterm running ``command`` (with $OUT set), focused."""
+    term = subprocess.Popen(
+        [
+            *("xterm", "-title", TITLE, "-fa", "DejaVu Sans Mono", "-fs", "14"),
+            *("-geometry", "70x12+40+40", "-e", *command),
+        ],
+        env={**os.environ, "DISPLAY": display, "OUT": str(out)},
+    )
+    wid = xdo(display, "search", "--sync", "--name", f"^{TITLE}$").splitlines()[0]
+    xdo(display, "windowactivate", "--sync", wid)
+    return term
+
+
 def test_secret_at_an_echo_off_prompt_becomes_password_and_the_next_run_survives(
     tmp_path: Path,
 ) -> None:
@@ -86,17 +101,9 @@ def test_secret_at_an_echo_off_prompt_becomes_password_and_the_next_run_survives
     out = tmp_path / "OUT"
     home = make_home(tmp_path / "home")
     with xvfb(DISPLAY, wm=True) as d:
-        term = subprocess.Popen(
-            [
-                *("xterm", "-title", TITLE, "-fa", "DejaVu Sans Mono", "-fs", "14"),
-                *("-geometry", "70x12+40+40", "-e", "bash", "-c", SCRIPT),
-            ],
-            env={**os.environ, "DISPLAY": d, "OUT": str(out)},
-        )
+        term = _xterm(d, out, "bash", "-c", SCRIPT)
         rec = None
         try:
-            wid = xdo(d, "search", "--sync", "--name", f"^{TITLE}$").splitlines()[0]
-            xdo(d, "windowactivate", "--sync", wid)
             rec = start_recorder(home, d)
             assert rec.poll() is None, rec.stderr.read() if rec.stderr else ""
             # xterm owns the window (_NET_WM_PID) and the pty the shell reads from.
@@ -136,75 +143,45 @@ def test_secret_at_an_echo_off_prompt_becomes_password_and_the_next_run_survives
     assert any("Password" in t for t in texts), texts
 
 
-ATSPI_LAUNCHER = "/usr/libexec/at-spi-bus-launcher"
+RAW_PROMPT = Path(__file__).resolve().parents[1] / "apps" / "raw_prompt.py"
+
+
+def test_secret_at_a_raw_mode_prompt_is_read_from_the_screen(tmp_path: Path) -> None:
+    """ssh to another machine, sudo there: the local pty is raw, so the echo-off probe has
+    nothing to say; the prompt on the terminal's last line, read from the kept frame, does."""
+    out = tmp_path / "OUT"
+    home = make_home(tmp_path / "home")
+    with xvfb(DISPLAY, wm=True) as d:
+        term = _xterm(d, out, sys.executable, str(RAW_PROMPT))
+        rec = None
+        try:
+            rec = start_recorder(home, d)
+            assert rec.poll() is None, rec.stderr.read() if rec.stderr else ""
+            time.sleep(1.0)
+            assert _echo_state(term.pid) is None  # raw mode: the pty says nothing
+            xdo(d, "type", "--delay", "40", SECRET)
+            xdo(d, "key", "Return")
+            time.sleep(1.0)
+            xdo(d, "type", "--delay", "40", NAME)
+            xdo(d, "key", "Return")
+            _wait("the script's output", lambda: out.exists() and out.read_text().strip() != "")
+            time.sleep(0.5)
+        finally:
+            code, _, err = stop_recorder(rec) if rec is not None else (None, "", "")
+            stop(term)
+    assert code == 0, err
+    assert out.read_text().strip() == f"{SECRET}/{NAME}", "xterm did not get the keys"
+    events = events_of(unseal_all(home))
+    assert [e.data["text"] for e in events if e.kind == "text.typed"] == ["<PASSWORD>", NAME]
+    assert not [e for e in events if SECRET in repr(e.data)]
+
+
 ATSPI_DISPLAY = ":83"
 DIALOG = "keystep dialog"  # no password word in it: the title heuristics must not decide
-_PR_SET_CHILD_SUBREAPER = 36
 needs_atspi = pytest.mark.skipif(
     not (os.path.exists(ATSPI_LAUNCHER) and shutil.which("zenity") and shutil.which("dbus-daemon")),
     reason="needs Debian's at-spi2-core, dbus and zenity",
 )
-
-
-def _reap_orphans(keep: set[int]) -> None:
-    """The bus launcher's children are orphaned to us (a subreaper) when it exits."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) in keep:
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_bytes().rpartition(b")")[2].split()
-        except OSError:
-            continue
-        if int(stat[1]) == os.getpid() and stat[0] == b"Z":
-            os.waitpid(int(entry), 0)
-
-
-@contextmanager
-def a11y_session(display: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A session bus and an accessibility bus (at-spi-bus-launcher, registry) on ``display``;
-    yields the session bus address, which is also put in this process's environment."""
-    libc = ctypes.CDLL(None)
-    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        bus = subprocess.Popen(
-            ["dbus-daemon", "--session", "--nofork", "--print-address=1"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        procs.append(bus)
-        assert bus.stdout is not None
-        address = bus.stdout.readline().strip()
-        assert address.startswith("unix:"), address
-        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)
-        monkeypatch.delenv("AT_SPI_BUS_ADDRESS", raising=False)
-        monkeypatch.delenv("NO_AT_BRIDGE", raising=False)
-        launcher = subprocess.Popen(
-            [ATSPI_LAUNCHER, "--launch-immediately"],
-            env={**os.environ, "DISPLAY": display},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(launcher)  # type: ignore[arg-type]
-        deadline = time.monotonic() + 10
-        while True:
-            # Ready once a probe gets through to the registry on the accessibility bus.
-            probe = AtspiFocusProbe()
-            up = probe.connected.wait(1.0)
-            probe.close()
-            if up:
-                break
-            assert time.monotonic() < deadline, probe.error
-        yield address
-    finally:
-        for proc in reversed(procs):
-            stop(proc)
-            if proc.stdout is not None:
-                proc.stdout.close()
-        time.sleep(0.2)
-        _reap_orphans({p.pid for p in procs})
-        libc.prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
 def _zenity(display: str, *args: str) -> subprocess.Popen[str]:
@@ -293,3 +270,73 @@ def test_recorder_masks_a_gtk_password_entry(
     events = events_of(unseal_all(home))
     assert [e.data["text"] for e in events if e.kind == "text.typed"] == ["<PASSWORD>"]
     assert not [e for e in events if SECRET in repr(e.data)]
+
+
+DEMO_APP = Path(__file__).resolve().parents[2] / "scripts" / "demo_app.py"
+TK_DISPLAY = ":85"
+# Window-relative centres of the demo app's entries (scripts/demo.py aims at the same).
+EMPLOYEE, AMOUNT, PIN, NOTES = (239, 71), (239, 185), (239, 223), (229, 388)
+
+
+def _click(display: str, wid: str, at: tuple[int, int]) -> None:
+    xdo(display, "mousemove", "--window", wid, str(at[0]), str(at[1]))
+    xdo(display, "click", "1")
+    time.sleep(0.6)
+
+
+def _type(display: str, text: str) -> None:
+    xdo(display, "type", "--delay", "60", text)
+    time.sleep(0.6)
+
+
+def test_recorder_masks_a_tk_pin_entry_by_its_label(tmp_path: Path) -> None:
+    """Tk tells nothing about a `show="*"` entry: the field that took the focus (its ring
+    and caret appear) is labelled "Approval PIN" on screen. Typing in the fields around it
+    is kept, also right after leaving the PIN field (by Tab, then a click into the notes,
+    a text area with no label; or a click into another field)."""
+    home = make_home(tmp_path / "home")
+    state = tmp_path / "state.json"
+    with xvfb(TK_DISPLAY, wm=True) as d:
+        app = subprocess.Popen(
+            [sys.executable, str(DEMO_APP), str(state)], env={**os.environ, "DISPLAY": d}
+        )
+        rec = None
+        try:
+            wid = xdo(d, "search", "--sync", "--onlyvisible", "--name", "Expense report")
+            wid = wid.splitlines()[0]
+            xdo(d, "windowactivate", "--sync", wid)
+            rec = start_recorder(home, d)
+            assert rec.poll() is None, rec.stderr.read() if rec.stderr else ""
+            time.sleep(1.0)
+            _click(d, wid, EMPLOYEE)
+            _type(d, "otter river")
+            _click(d, wid, PIN)
+            _type(d, "8812")
+            xdo(d, "key", "Tab")
+            time.sleep(0.6)
+            _click(d, wid, NOTES)
+            _type(d, "Taxi to the client office")
+            _click(d, wid, PIN)
+            _type(d, "4")
+            _click(d, wid, AMOUNT)
+            _type(d, "129.50")
+            xdo(d, "key", "Tab")
+            time.sleep(0.6)
+            xdo(d, "key", "ctrl+q")  # the app writes what its fields hold, then exits
+            app.wait(timeout=15)
+        finally:
+            code, _, err = stop_recorder(rec) if rec is not None else (None, "", "")
+            stop(app)
+    assert code == 0, err
+    fields = json.loads(state.read_text())["fields"]
+    assert fields["Approval PIN"] == 5 and fields["Amount"] == 6, "the app did not get the keys"
+    events = events_of(unseal_all(home))
+    runs = [e.data["text"] for e in events if e.kind == "text.typed"]
+    assert runs == [
+        "otter river",
+        "<PASSWORD>",
+        "Taxi to the client office",
+        "<PASSWORD>",
+        "129.50",
+    ]
+    assert not [e for e in events if "8812" in repr(e.data)]

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from keystep.redact.label_detector import LabelledValueDetector
 from keystep.redact.names_detector import NameDirectoryDetector
-from keystep.redact.number_detector import NumberDetector, luhn_ok
+from keystep.redact.number_detector import _SEVEN_DIGITS, NumberDetector, luhn_ok
 from keystep.redact.ocr_detectors import OcrEmailDetector, OcrNumberDetector
-from keystep.redact.password_token_detector import PasswordTokenDetector
+from keystep.redact.password_token_detector import (
+    PasswordTokenDetector,
+    _classes,
+    _has_symbol,
+)
 from keystep.redact.presidio_detector import PresidioDetector
 from keystep.redact.secrets_detector import SecretsDetector
 from keystep.redact.spans import Span, merge_spans
@@ -62,6 +70,8 @@ def test_password_tokens_leave_prose_code_and_urls_alone(text: str) -> None:
             "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
         ),
         ("db_password = 'S3cr3t!pass'", "SECRET", "S3cr3t!pass"),
+        # Keywords in other languages are the keyword plugin's too (no English word here).
+        ('contraseña = "hunter2hunter2"', "SECRET", "hunter2hunter2"),
     ],
 )
 def test_secrets_are_found(text: str, entity: str, value: str) -> None:
@@ -188,3 +198,27 @@ def test_ocr_email_with_stray_spaces_but_not_package_versions() -> None:
 def test_merge_keeps_the_stronger_entity() -> None:
     spans = [Span(0, 10, "PHONE_NUMBER"), Span(5, 20, "SECRET"), Span(30, 35, "PERSON")]
     assert merge_spans(spans) == [Span(0, 20, "SECRET"), Span(30, 35, "PERSON")]
+
+
+def _classes_by_str_methods(token: str) -> int:
+    lower = any(ch.islower() for ch in token)
+    upper = any(ch.isupper() for ch in token)
+    digit = any(ch.isdigit() for ch in token)
+    symbol = any(not ch.isalnum() and ch != "_" for ch in token)
+    return lower + upper + digit + symbol
+
+
+def test_character_classes_of_ascii_tokens_are_counted_as_str_methods_count_them() -> None:
+    ascii_chars = [chr(i) for i in range(128)]
+    tokens = ascii_chars + [a + b for a in ascii_chars for b in "aZ5_-é"] + ["aZ3kP9qLm2", "é1"]
+    for token in tokens:
+        assert _classes(token) == _classes_by_str_methods(token), repr(token)
+        assert _has_symbol(token) == any(not ch.isalnum() and ch != "_" for ch in token)
+
+
+@given(st.text(alphabet=st.sampled_from("0123456789\u0663\u0967\uff15\u00b2 -a."), max_size=30))
+def test_the_number_detector_skips_exactly_the_texts_with_fewer_than_seven_digits(
+    text: str,
+) -> None:
+    fewer = len(re.findall(r"\d", text)) < 7
+    assert (_SEVEN_DIGITS.search(text) is None) == fewer

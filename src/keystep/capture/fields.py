@@ -69,7 +69,50 @@ class AnyProbe(FieldProbe):
 
 def default_probe() -> FieldProbe:
     """Every probe this platform offers; none of them blocks or fails the caller."""
-    return AnyProbe([PtyEchoProbe(), AtspiFocusProbe()])
+    return AnyProbe([PtyEchoProbe(), AtspiFocusProbe(), ScreenFocusProbe()])
+
+
+class ScreenFocusBoard:
+    """The screen redactor's word on the focused field, from the frame kept last: the
+    recorder clears it at a typing run's first key, keeps that key's frame (the redaction
+    adapter posts what it shows), then asks the probes. No frame kept for the run (the
+    frame cap): no word."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: bool | None = None
+
+    def post(self, password: bool | None) -> None:
+        """Whether the focused field of the frame just kept is a password field (None:
+        not known)."""
+        with self._lock:
+            self._last = password
+
+    def clear(self) -> None:
+        """Forget the last word: a typing run starts, and only its own frame may speak."""
+        with self._lock:
+            self._last = None
+
+    def read(self) -> bool | None:
+        with self._lock:
+            return self._last
+
+
+SCREEN_FOCUS: Final = ScreenFocusBoard()
+"""Shared by the recorder's redaction adapter (``keystep.capture.redaction``), which posts,
+and ``ScreenFocusProbe``, which reads: one recorder per process."""
+
+
+class ScreenFocusProbe(FieldProbe):
+    """What the pixels of the frame kept at the run's first key say: the field that took
+    the focus (it gained a focus ring or a caret) has a label naming a secret ("PIN",
+    "Password"). For toolkits that tell nothing else (Tk, Swing without an ATK bridge)."""
+
+    def __init__(self, board: ScreenFocusBoard = SCREEN_FOCUS) -> None:
+        self._board = board
+
+    def password_state(self, window: WindowInfo) -> bool | None:
+        return True if self._board.read() else None
 
 
 @dataclass(slots=True)

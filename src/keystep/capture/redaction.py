@@ -14,6 +14,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from keystep.capture.fields import SCREEN_FOCUS
+from keystep.capture.sources.base import WindowInfo
 from keystep.model.manifest import Manifest
 
 TEST_FLAG: Final = "KEYSTEP_TEST_UNREDACTED"
@@ -91,8 +93,10 @@ class Redaction:
         *,
         window_key: str,
         blackout: list[tuple[int, int, int, int]],
+        window: WindowInfo | None = None,
     ) -> tuple[Image, int] | None:
-        """The redacted image and its count, or None: drop the frame, keep nothing of it."""
+        """The redacted image and its count, or None: drop the frame, keep nothing of it.
+        ``window`` is the focused window, whose field the frame may tell about."""
         n = 0
         for x, y, w, h in blackout:
             # Excluded windows are filled here as well, whatever the redactor does.
@@ -100,7 +104,7 @@ class Redaction:
             n += 1
         if self._redactor is None or not self.screen:
             return image, n
-        result = self._redactor.redact_frame(
+        result = self._redactor.redact_frame_result(
             image,
             window_key=window_key,
             blackout=blackout,
@@ -108,6 +112,18 @@ class Redaction:
         )
         if result is None:
             return None
-        out, m = result
+        # Tk, Swing and other toolkits say nothing about a password field, nor does a
+        # terminal in raw mode: the pixels may (the focused field's label, a prompt).
+        try:
+            SCREEN_FOCUS.post(
+                self._redactor.typing_is_secret(
+                    window_key,
+                    result,
+                    app=window.app if window else None,
+                    area=window.geometry if window else None,
+                )
+            )
+        except Exception:
+            SCREEN_FOCUS.post(None)  # a heuristic's failure must not cost the frame
         # The redactor's count already includes the blackout rectangles it was given.
-        return np.asarray(out, dtype=np.uint8), int(m)
+        return np.asarray(result.image, dtype=np.uint8), len(result.boxes)

@@ -516,9 +516,16 @@ def mutate(spec: ScreenSpec, rng: random.Random, values: Values, *, rows: int = 
     return new
 
 
-def screens(n: int, *, seed: int = 0, sizes: tuple[int, ...] = SIZES) -> Iterator[Screen]:
-    """``n`` rendered screens: several fonts and sizes, light and dark, dense and sparse."""
+def screens(
+    n: int,
+    *,
+    seed: int = 0,
+    sizes: tuple[int, ...] = SIZES,
+    names: tuple[str, ...] | None = None,
+) -> Iterator[Screen]:
+    """``n`` rendered screens: several fonts and sizes, light and dark, dense and sparse.
+    Names come from ``names`` (the redactor's directory), by default ``directory(seed)``."""
     rng = random.Random(seed)
-    values = Values(rng, directory(seed))
+    values = Values(rng, directory(seed) if names is None else names)
     for _ in range(n):
         yield render(screen_spec(rng, values, sizes=sizes))

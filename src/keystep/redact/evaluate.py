@@ -279,6 +279,8 @@ def run(
             evaluate_screen(redactor, screen, i, report)
         if bad_screens:
             report.bad = Report(settings.version, 0, bad_screens)
-            for i, screen in enumerate(screens(bad_screens, seed=seed + 1, sizes=BAD_SIZES)):
+            # Other screens than the main ones, with names from the same directory.
+            bad = screens(bad_screens, seed=seed + 1, sizes=BAD_SIZES, names=settings.names)
+            for i, screen in enumerate(bad):
                 evaluate_screen(redactor, screen, screen_count + i, report.bad)
     return report

@@ -40,7 +40,7 @@ class Stripped:
 
 def leak_key(text: str) -> str:
     """What stays of a value after normalising spaces, separators and invisible characters."""
-    return "".join(ch for ch in text.casefold() if ch.isalnum())
+    return "".join(filter(str.isalnum, text.casefold()))
 
 
 # What Tesseract commonly reads instead of a digit inside a number.

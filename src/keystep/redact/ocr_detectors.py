@@ -77,7 +77,7 @@ _OCR_KEY_PREFIX: Final = re.compile(
 )
 # An IBAN as OCR reads it: country letters, check digits (O for 0, S for 5...), groups.
 _OCR_IBAN: Final = re.compile(
-    r"\b[A-Z]{2}[0-9OSIlZB]{2}(?:\s?[A-Za-z0-9@]{3,5}){2,8}(?:\s?[A-Za-z0-9@]{1,4})?(?!\w)"
+    r"\b[A-Z]{2}[0-9OoQDSIlZB]{2}(?:\s?[A-Za-z0-9@]{3,5}){2,8}(?:\s?[A-Za-z0-9@]{1,4})?(?!\w)"
 )
 
 
@@ -105,7 +105,7 @@ class OcrCredentialDetector:
 # words. Fields are separated by wide gaps, which the row text renders as 4 spaces.
 _SCREEN_LABEL: Final = re.compile(
     r"(?<![A-Za-z0-9])(?P<label>pass(?:word|wd|phrase)|pwd|secret|token|api[\s_\-]?key|"
-    r"access[\s_\-]?key(?:[\s_\-]?id)?|bearer|iban|born|dob|date\s+of\s+birth)"
+    r"access[\s_\-]?key(?:[\s_\-]?id)?|bearer|iban|born|dob|(?:\w{2,5}\s+)?of\s+birth)"
     r"(?P<sep>\s*[:=]\s*|\s+)[\"'“‘]?"
     r"(?P<value>\S(?:(?!\s{3}).){2,})",
     re.I,
@@ -118,7 +118,6 @@ _LABEL_ENTITY: Final = {
     "iban": IBAN,
     "born": DATE_OF_BIRTH,
     "dob": DATE_OF_BIRTH,
-    "date": DATE_OF_BIRTH,
 }
 _DATEISH: Final = re.compile(r"\d|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec", re.I)
 
@@ -138,7 +137,8 @@ class OcrLabelledValueDetector:
             prose = re.match(r"^[a-z]+(?:\s[a-z]+)*[.!?]?$", value) is not None
             if prose and not m.group("sep").strip() and label not in ("bearer", "iban"):
                 continue  # "Password reset link sent", "born in Ohio"
-            entity = _LABEL_ENTITY.get(label[:4], SECRET)
+            # "Date of birth" as OCR reads it ("Dat of birth", "Oate of birth").
+            entity = DATE_OF_BIRTH if "birth" in label else _LABEL_ENTITY.get(label[:4], SECRET)
             if entity == DATE_OF_BIRTH and not _DATEISH.search(value):
                 continue  # a date of birth has digits or a month
             spans.append(Span(m.start("value"), m.end("value"), entity, 0.7))

@@ -47,6 +47,19 @@ _ECHO_OFF_PROMPT: Final = re.compile(
 )
 
 
+# Terminal emulators by window class: their last line of text is where the keys go.
+_TERMINAL_APPS: Final = re.compile(
+    r"(?i)xterm|uxterm|terminal|konsole|alacritty|kitty|rxvt|terminator|tilix|wezterm|"
+    r"\bfoot\b|\bst(?:-256color)?\b|termite|guake|yakuake|terminology|sakura|\beterm\b|"
+    r"tabby|ghostty|contour|\bwarp\b"
+)
+
+
+def is_terminal_app(app: str | None) -> bool:
+    """Whether a window class is a terminal emulator's."""
+    return bool(app) and _TERMINAL_APPS.search(app or "") is not None
+
+
 def is_password_context(*, app: str | None, title: str | None, field: str | None) -> bool:
     """True when text typed in this window and field must become ``<PASSWORD>``."""
     if app and app.strip().lower() in _PASSWORD_APPS:
@@ -74,7 +87,8 @@ PLATFORM_SUPPORT: Final[tuple[PlatformSupport, ...]] = (
     PlatformSupport(
         "X11 (any toolkit)",
         "none: X11 knows windows, not fields",
-        "window class and title (heuristics)",
+        "window class and title (heuristics); the focused field's label on screen "
+        "(`ScreenFocusProbe`)",
         "password-like token detector",
     ),
     PlatformSupport(
@@ -97,14 +111,18 @@ PLATFORM_SUPPORT: Final[tuple[PlatformSupport, ...]] = (
     ),
     PlatformSupport(
         "Chromium/Chrome/Electron",
-        "`password text` only with --force-renderer-accessibility",
-        "field role from `AtspiFocusProbe` when enabled (not yet tested), page title",
+        "`password text` only when started with `--force-renderer-accessibility` and "
+        "`ACCESSIBILITY_ENABLED=1` in its environment (or a screen reader running)",
+        "field role from `AtspiFocusProbe` (tested with Chromium 156: "
+        "`tests/e2e/test_browser_password_field.py`), page title",
         "heuristics (title), token detector",
     ),
     PlatformSupport(
         "Tk, Java Swing (no ATK bridge), SDL, games, remote desktops",
         "none",
-        "window class and title",
+        "window class and title; on the frame kept at a run's first key, the field that "
+        "took the focus (focus ring, caret) and a label left of it naming a secret (PIN, "
+        "password...): `ScreenFocusProbe` (tested with Tk: scripts/demo_app.py)",
         "password-like token detector",
     ),
     PlatformSupport(
@@ -112,9 +130,10 @@ PLATFORM_SUPPORT: Final[tuple[PlatformSupport, ...]] = (
         "the pty's line discipline: ECHO off with ICANON on while sudo, ssh, su, passwd, gpg "
         "or `read -s` reads a line",
         "echo-off probe (`PtyEchoProbe`: the emulator's ptys through /proc, `tcgetattr`) "
-        "at each run's first key; title (sudo, ssh)",
-        "password-like token detector (prompts in raw mode: sudo inside a remote ssh "
-        "session, pinentry-curses)",
+        "at each run's first key; for a prompt in raw mode (sudo over ssh, tested), the "
+        "terminal's last line read from the frame kept at that key (`ScreenFocusProbe`); "
+        "title (sudo, ssh)",
+        "password-like token detector (full-screen prompts: pinentry-curses)",
     ),
     PlatformSupport(
         "macOS (not yet supported by the agent)",

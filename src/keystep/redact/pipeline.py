@@ -5,21 +5,23 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
+from keystep.redact.focus import Focus, FocusTracker, prompt_reads_secret
 from keystep.redact.label_detector import LabelledValueDetector
 from keystep.redact.names_detector import NameDirectoryDetector
 from keystep.redact.number_detector import NumberDetector
-from keystep.redact.ocr import OcrPool, TesseractEngine
+from keystep.redact.ocr import OcrPool, TesseractEngine, Word
 from keystep.redact.ocr_detectors import (
     OcrCredentialDetector,
     OcrEmailDetector,
     OcrLabelledValueDetector,
     OcrNumberDetector,
 )
-from keystep.redact.password_fields import is_password_context
+from keystep.redact.password_fields import is_password_context, is_terminal_app
 from keystep.redact.password_token_detector import PasswordTokenDetector
 from keystep.redact.presidio_detector import PresidioDetector
 from keystep.redact.screen import FrameResult, ScreenRedactor, blackout_only
@@ -28,6 +30,8 @@ from keystep.redact.settings import RedactionSettings
 from keystep.redact.spans import Span, TextDetector
 from keystep.redact.surrogates import PASSWORD_FIELD_TOKEN, SurrogateFactory
 from keystep.redact.text import TextRedactor
+
+FOCUS_LABEL_BUDGET_S: Final = 0.3
 
 
 class Redactor:
@@ -69,6 +73,7 @@ class Redactor:
                 ],
                 self._pool,
             )
+        self._focus = FocusTracker()
         self._closed = threading.Event()
 
     def is_password_context(self, *, app: str | None, title: str | None, field: str | None) -> bool:
@@ -138,6 +143,40 @@ class Redactor:
         return self._screen.redact(
             image, window_key=window_key, blackout=blackout, deadline=deadline
         )
+
+    def focused_field(self, window_key: str, result: FrameResult) -> Focus | None:
+        """The field of the window that has the keyboard focus, as the pixels tell it (the
+        area that gained a focus ring or caret since the window's previous frame, and the
+        label next to it), given each kept frame's result in turn; None when unknown.
+        ``Focus.password`` says whether its label names a secret (PIN, password...)."""
+        pool = self._pool
+
+        def read(gray: npt.NDArray[np.uint8]) -> list[Word]:
+            if pool is None:
+                return []
+            deadline = time.monotonic() + FOCUS_LABEL_BUDGET_S
+            return pool.submit(gray, deadline=deadline).result(timeout=FOCUS_LABEL_BUDGET_S)
+
+        return self._focus.update(window_key, result.image, result.words, read)
+
+    def typing_is_secret(
+        self,
+        window_key: str,
+        result: FrameResult,
+        *,
+        app: str | None = None,
+        area: tuple[int, int, int, int] | None = None,
+    ) -> bool | None:
+        """What a kept frame says of the field typing goes to: True when it is a password
+        field — the focused field's label names a secret, or, in a terminal window (``app``,
+        its ``area``), the last line is a prompt that reads one (a remote sudo over ssh,
+        which no local probe can see); None when the pixels do not tell."""
+        focus = self.focused_field(window_key, result)
+        if focus is not None and focus.password:
+            return True
+        if is_terminal_app(app) and prompt_reads_secret(result.words, area):
+            return True
+        return None
 
     def close(self) -> None:
         if self._closed.is_set():

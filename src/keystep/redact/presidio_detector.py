@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import tldextract
-from presidio_analyzer import EntityRecognizer
+from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.predefined_recognizers import (
     AuMedicareRecognizer,
     AuTfnRecognizer,
@@ -34,6 +34,7 @@ from presidio_analyzer.predefined_recognizers import (
     UsSsnRecognizer,
 )
 
+from keystep.redact.presidio_patterns import Finder, finder
 from keystep.redact.spans import (
     CREDIT_CARD,
     CRYPTO,
@@ -63,7 +64,7 @@ class OfflineEmailRecognizer(EmailRecognizer):
 @dataclass(frozen=True)
 class _Rule:
     make: Callable[[], EntityRecognizer]
-    needs: str  # "@", "+", "ip" or "digit": skip the recognizer on text without it
+    needs: str  # "@", "+" or "digit": skip the recognizer on text without it
     rename: dict[str, str]  # Presidio entity -> keystep entity
     context_only: bool = False  # weak patterns count only next to one of their context words
 
@@ -75,7 +76,7 @@ _GENERIC: Final[tuple[_Rule, ...]] = (
     _Rule(OfflineEmailRecognizer, "@", {"EMAIL_ADDRESS": EMAIL}),
     _Rule(CreditCardRecognizer, "digit", {"CREDIT_CARD": CREDIT_CARD}),
     _Rule(IbanRecognizer, "digit", {"IBAN_CODE": IBAN}),
-    _Rule(IpRecognizer, "ip", {"IP_ADDRESS": IP_ADDRESS}),
+    _Rule(IpRecognizer, "digit", {"IP_ADDRESS": IP_ADDRESS}),
     _Rule(CryptoRecognizer, "digit", {"CRYPTO": CRYPTO}),
     _Rule(
         lambda: DateRecognizer(context=list(_DOB_CONTEXT)),
@@ -122,7 +123,6 @@ SUPPORTED_COUNTRIES: Final = tuple(sorted(_BY_COUNTRY))
 _PHONE_REGIONS: Final = ("US", "GB", "DE", "FR", "IN", "CA", "AU", "ES", "IT", "SG")
 _DIGIT: Final = re.compile(r"\d")
 _PLUS: Final = re.compile(r"\+\s?\d")
-_IP_HINT: Final = re.compile(r"\d\.\d{1,3}\.\d|[0-9a-fA-F]{0,4}:[0-9a-fA-F]{0,4}:[0-9a-fA-F]")
 _CONTEXT_BEFORE: Final = 48
 _CONTEXT_AFTER: Final = 24
 _MIN_SCORE: Final = 0.5
@@ -133,8 +133,9 @@ class PresidioDetector:
 
     Pattern recognizers need no NLP artifacts, so no spaCy pipeline runs: context (which
     Presidio scores with lemmas from a model we do not ship) is checked here by looking for
-    the recognizer's own context words around a weak match. That keeps text redaction far
-    under 5 ms per KB and construction under a second.
+    the recognizer's own context words around a weak match. Each recognizer runs through
+    ``presidio_patterns.finder``, which finds what its ``analyze`` finds at a fraction of the
+    cost. That keeps construction under a second and text redaction far under 5 ms per KB.
     """
 
     name = "presidio"
@@ -161,9 +162,9 @@ class PresidioDetector:
                 {"PHONE_NUMBER": PHONE},
             )
         )
-        self._recognizers: list[tuple[EntityRecognizer, _Rule, re.Pattern[str] | None]] = []
-        for rule in rules:
-            recognizer = rule.make()
+        self.recognizers: tuple[EntityRecognizer, ...] = tuple(rule.make() for rule in rules)
+        self._recognizers: list[tuple[Finder, _Rule, re.Pattern[str] | None]] = []
+        for rule, recognizer in zip(rules, self.recognizers, strict=True):
             words = [w.lower() for w in (getattr(recognizer, "context", None) or ()) if w]
             # Whole words only: Presidio's "lic" (licence) must not fire on "public".
             context = (
@@ -171,7 +172,7 @@ class PresidioDetector:
                 if words
                 else None
             )
-            self._recognizers.append((recognizer, rule, context))
+            self._recognizers.append((finder(recognizer), rule, context))
         # Compile every pattern now rather than racing on it from several threads later.
         self.detect("warm up 4111 1111 1111 1111 a@b.example 10.0.0.1 born 01/02/1990")
 
@@ -181,25 +182,18 @@ class PresidioDetector:
             "@": "@" in text,
             "digit": has_digit,
             "+": has_digit and _PLUS.search(text) is not None,
-            "ip": has_digit and _IP_HINT.search(text) is not None,
         }
         if not (present["@"] or has_digit):
             return []
         lowered = text.lower()
         spans: list[Span] = []
-        for recognizer, rule, context in self._recognizers:
+        for find, rule, context in self._recognizers:
             if not present[rule.needs]:
                 continue
             if rule.context_only and (context is None or context.search(lowered) is None):
                 continue
             for offset, part in self._parts(text, rule):
-                # Pattern recognizers take no NLP artifacts (Presidio types them as required).
-                results: list[Any] = recognizer.analyze(
-                    part,
-                    entities=recognizer.supported_entities,
-                    nlp_artifacts=None,  # type: ignore[arg-type]
-                )
-                for result in results:
+                for result in find(part):
                     spans.extend(self._accept(result, offset, rule, context, lowered))
         return spans
 
@@ -220,7 +214,11 @@ class PresidioDetector:
 
     @staticmethod
     def _accept(
-        result: Any, offset: int, rule: _Rule, context: re.Pattern[str] | None, lowered: str
+        result: RecognizerResult,
+        offset: int,
+        rule: _Rule,
+        context: re.Pattern[str] | None,
+        lowered: str,
     ) -> list[Span]:
         entity = rule.rename.get(result.entity_type)
         if entity is None:

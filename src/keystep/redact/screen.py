@@ -44,7 +44,23 @@ TINY_HEIGHT: Final = 11
 """Regions with less ink height than this (fonts under ~9 px) are below what OCR reads
 reliably: unless they read as plain words, they are filled whole."""
 ILLEGIBLE: Final = "SMALL_TEXT"
+CUT_OFF: Final = "CUT_OFF"
+"""A token cut by the frame's left or right edge: what is left of it may not say what it
+is (an address without its "@", a card without most digits), so it is filled."""
+EDGE_GAP: Final = 0.3
+"""Ink this close to the frame's edge (times the line height, under a word space) runs on
+past it."""
 _PLAIN_WORD: Final = re.compile(r"^[(\"'‘“]?[A-Za-z][a-z]*[.,;:!?)\"'’”]*$")
+SMALL_HEIGHT: Final = 12
+"""Regions with at most this much ink height (8-9 px fonts, and 11 px text without
+descenders) are read at the edge of OCR's ability: a word there that OCR is unsure of is
+filled unless it reads as a plain word OCR is fairly sure of."""
+UNSURE: Final = 80.0
+DOUBTFUL: Final = 60.0
+SMALL_ADVANCE: Final = 5.6
+"""Pixels per character below which a line's font is under ~9 px (a monospace 9 px font
+advances 5.4 px; 11 px fonts 5.8-7), which tells 8-9 px text from 11 px text of the same
+ink height."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +80,7 @@ class FrameResult:
     boxes: list[Box]
     regions: int
     recognised: int  # regions that went through OCR (the rest came from the cache)
+    words: tuple[Word, ...] = ()  # every word OCR read, in frame coordinates
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +138,8 @@ class ScreenRedactor:
             self._layouts.move_to_end(window_key)
             if len(self._layouts) > CACHE_WINDOWS:
                 self._layouts.popitem(last=False)
-        return FrameResult(out, first.boxes + boxes, len(regions), recognised)
+        placed = tuple(p.word for region in words for p in region)
+        return FrameResult(out, first.boxes + boxes, len(regions), recognised, placed)
 
     def _layout(self, frame: Image, rows: npt.NDArray[np.uint64], window_key: str) -> list[Region]:
         """Text regions of ``frame``: laid out again only in the bands of rows that changed
@@ -188,7 +206,10 @@ class ScreenRedactor:
         placed: list[list[_Placed]] = []
         for i, (x0, y0, _, _) in enumerate(crops):
             placed.append(
-                [_Placed(Word(w.text, w.x + x0, w.y + y0, w.w, w.h), i) for w in known[i] or []]
+                [
+                    _Placed(Word(w.text, w.x + x0, w.y + y0, w.w, w.h, w.conf), i)
+                    for w in known[i] or []
+                ]
             )
         return placed, len(pending)
 
@@ -211,7 +232,30 @@ class ScreenRedactor:
             texts = [p.word.text for p in words[index]]
             if region.h < TINY_HEIGHT and not (texts and all(map(_PLAIN_WORD.match, texts))):
                 boxes.append(Box(region.x - 2, region.y - 2, region.w + 4, region.h + 4, ILLEGIBLE))
+            elif region.h <= SMALL_HEIGHT and _narrow(region, texts):
+                unsure = [i for i, p in enumerate(words[index]) if _unsure(p.word)]
+                # One fill per run of consecutive unsure words.
+                runs: list[list[int]] = []
+                for i in unsure:
+                    if runs and runs[-1][-1] == i - 1:
+                        runs[-1].append(i)
+                    else:
+                        runs.append([i])
+                for run in runs:
+                    # Grown over the rest of a token OCR split ("mendozagabriel" and
+                    # "leGexample.org.") as if it were an address.
+                    run = _glued(run, words[index], regions, EMAIL)
+                    boxes.extend(_cover(run, words[index], regions, ILLEGIBLE, frame))
         for row in _rows(regions):
+            cut_sides = _cut_edges(frame, regions, words, row)
+            if cut_sides:
+                # A glyph cut by the edge may leave only a sliver of ink (the bar of a
+                # "7"): its fill takes the height of the row's text.
+                inked = [i for i in row if words[i]] + list(cut_sides)
+                top = min(regions[i].y for i in inked)
+                bottom = max(regions[i].y + regions[i].h for i in inked)
+                for index, sides in cut_sides.items():
+                    boxes.extend(_cut_off(frame, regions[index], words[index], top, bottom, sides))
             parts: list[str] = []
             offsets: list[tuple[int, int, _Placed]] = []
             cursor = 0
@@ -242,11 +286,16 @@ class ScreenRedactor:
                     offsets.append((cursor, cursor + len(placed.word.text), placed))
                     cursor += len(placed.word.text)
                     last = placed.word
-                previous = region
+                # The gap to the next region counts from the furthest ink so far: the dot
+                # of an "i" is a region of its own that ends before its stem.
+                if previous is None or region.x + region.w >= previous.x + previous.w:
+                    previous = region
             text = "".join(parts)
             if not text.strip():
                 continue
             placed_row = [p for _, _, p in offsets]
+            cut = _cut_run(placed_row, regions, cut_sides)
+            boxes.extend(_cover(cut, placed_row, regions, CUT_OFF, frame))
             for span in self._spans(text):
                 hit = [i for i, (s, e, _) in enumerate(offsets) if s < span.end and e > span.start]
                 hit = _glued(hit, placed_row, regions, span.entity)
@@ -348,6 +397,19 @@ def _rows(regions: list[Region]) -> list[list[int]]:
         else:
             rows.append((r.y, r.y + r.h, [i]))
     return [sorted(members, key=lambda k: regions[k].x) for _, _, members in rows]
+
+
+def _narrow(region: Region, texts: list[str]) -> bool:
+    chars = sum(map(len, texts)) + max(0, len(texts) - 1)
+    return chars > 0 and region.w / chars < SMALL_ADVANCE
+
+
+def _unsure(word: Word) -> bool:
+    """A word of small text that OCR may have misread into something harmless-looking
+    ("nfergquzonGexample.net", "(409}660-2042")."""
+    if word.conf < DOUBTFUL:
+        return True
+    return word.conf < UNSURE and not _PLAIN_WORD.match(word.text)
 
 
 def _randomish(word: str) -> bool:
@@ -452,6 +514,113 @@ def _cover(
         vpad = max(2, round(0.3 * region.h))
         boxes.append(Box(left, region.y - vpad, right - left, region.h + 2 * vpad, entity))
     return boxes
+
+
+def _cut_off(
+    frame: Image,
+    region: Region,
+    words: list[_Placed],
+    top: int,
+    bottom: int,
+    sides: tuple[bool, bool],
+) -> list[Box]:
+    """Fills for the token a region's ink carries over the frame's right or left edge
+    (``sides``), from ``top`` to ``bottom`` (its row's text's extent)."""
+    width = frame.shape[1]
+    line = bottom - top
+    vpad = max(2, round(0.3 * line))
+    y, h = top - vpad, line + 2 * vpad
+    boxes = []
+    ink: npt.NDArray[np.bool_] | None = None
+    min_gap = max(2, round(0.18 * region.h))
+    if sides[0]:
+        # From the real space before the last word (or the region's start) to the edge.
+        start = region.x
+        if words:
+            ink = _ink_columns(frame, region)
+            last = max(words, key=lambda p: p.word.x + p.word.w).word
+            start = region.x + max(0, _snap(ink, last.x - region.x, -1, min_gap))
+        boxes.append(Box(start - 2, y, width - start + 2, h, CUT_OFF))
+    if sides[1]:
+        end = region.x + region.w
+        if words:
+            ink = _ink_columns(frame, region) if ink is None else ink
+            first = min(words, key=lambda p: p.word.x).word
+            end = region.x + min(region.w, _snap(ink, first.x + first.w - 1 - region.x, 1, min_gap))
+        boxes.append(Box(0, y, end + 2, h, CUT_OFF))
+    return boxes
+
+
+def _digitish(text: str) -> bool:
+    return any(ch.isdigit() for ch in text) or _randomish(text)
+
+
+def _cut_edges(
+    frame: Image, regions: list[Region], words: list[list[_Placed]], row: list[int]
+) -> dict[int, tuple[bool, bool]]:
+    """The regions of a row (left to right) that are text the frame's left or right edge
+    cuts: ink OCR read as words, or a sliver of a glyph next to the row's words. Not a
+    panel, a window border or a filled box that merely touches the edge. For each, whether
+    the right and the left edge cut it."""
+    width = frame.shape[1]
+    text = [i for i in row if words[i]]
+    if not text:
+        return {}
+    line = max(regions[i].h for i in text)
+    near = max(2, round(EDGE_GAP * line))
+    cut = {}
+    for index in row:
+        r = regions[index]
+        right = r.x + r.w > width - near and _drawn(frame, r, slice(width - near, width))
+        left = r.x < near and _drawn(frame, r, slice(0, near))
+        if not (right or left):
+            continue
+        if not words[index]:
+            if r.h > 1.3 * line:
+                continue
+            gap = min(
+                max(regions[i].x - (r.x + r.w), r.x - (regions[i].x + regions[i].w)) for i in text
+            )
+            if gap > 1.2 * line:  # further than a (monospace) word space from the text
+                continue
+        cut[index] = (right, left)
+    return cut
+
+
+def _drawn(frame: Image, region: Region, columns: slice) -> bool:
+    """Whether ``region`` has ink in ``columns`` that is not all solid fill (an excluded
+    window's rectangle): text has anti-aliased edges even when drawn in pure black."""
+    rows = frame[region.y : region.y + region.h]
+    gray = to_gray(rows[:, region.x : region.x + region.w])
+    background = int(np.bincount(gray.ravel(), minlength=256).argmax())
+    strip = rows[:, columns]
+    ink = np.abs(to_gray(strip).astype(np.int16) - background) > 40
+    return bool(np.any(ink & np.any(strip != FILL, axis=2)))
+
+
+def _cut_run(
+    row: list[_Placed], regions: list[Region], cut: dict[int, tuple[bool, bool]]
+) -> list[int]:
+    """The words next to a frame edge that cuts the row (``cut``: regions and whether the
+    right and the left edge cut them) that may be fragments of the cut value: the groups
+    of a card or an IBAN ("4845 1352 6…") read as too few digits to be recognised."""
+    run: list[int] = []
+    if not row or not cut:
+        return run
+    right = any(sides[0] for sides in cut.values())
+    left = any(sides[1] for sides in cut.values())
+    for step, start, edge in ((-1, len(row) - 1, right), (1, 0, left)):
+        i = start
+        while edge and _digitish(row[i].word.text):
+            run.append(i)
+            j = i + step
+            if not 0 <= j < len(row):
+                break
+            a, b = (row[j].word, row[i].word) if step < 0 else (row[i].word, row[j].word)
+            if b.x - (a.x + a.w) > 0.8 * regions[row[i].region].h:
+                break
+            i = j
+    return sorted(set(run))
 
 
 def _clip(box: Box, width: int, height: int) -> Box:

@@ -145,7 +145,8 @@ class SurrogateFactory:
             return token_for(entity)
         # Numbers compare by their digits, emails by case: "4111-1111..." and "4111 1111..."
         # are the same card and get the same surrogate.
-        canonical = value if entity in (PASSWORD, SECRET) else leak_key(value)
+        value_key = leak_key(value)
+        canonical = value if entity in (PASSWORD, SECRET) else value_key
         key = (entity, canonical)
         with self._lock:
             cached = self._cache.get(key)
@@ -158,7 +159,7 @@ class SurrogateFactory:
             surrogate = str(maker(self._fake, value))
             for _ in range(3):
                 # A surrogate must never reproduce the value it hides.
-                if leak_key(surrogate) != leak_key(value):
+                if leak_key(surrogate) != value_key:
                     break
                 surrogate = str(maker(self._fake, value))
             else:

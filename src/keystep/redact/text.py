@@ -37,12 +37,18 @@ class TextRedactor:
         found: list[Span] = private_key_spans(clean) if len(windows) > 1 else []
         for offset, window in windows:
             for detector in self._detectors:
+                if offset == 0:
+                    found.extend(detector.detect(window))
+                    continue
                 for span in detector.detect(window):
                     found.append(
                         Span(span.start + offset, span.end + offset, span.entity, span.score)
                     )
+        merged = merge_spans(found)
+        if clean is text:
+            return merged
         spans = []
-        for span in merge_spans(found):
+        for span in merged:
             start, end = stripped.to_original(span.start, span.end)
             spans.append(Span(start, end, span.entity, span.score))
         return spans

@@ -127,6 +127,8 @@ REFUSALS: list[tuple[str, Callable[[World], bytes], dict[str, object], int, str]
      "no active consent to manifest v2"),
     ("two hours in the future", lambda w: w.alice.seal(t_hour="2026-11-03T16:00:00Z"), {}, 422,
      "after the collector's clock"),
+    ("an hour not in the calendar", lambda w: w.alice.seal(t_hour="2026-13-03T25:00:00Z"), {},
+     400, "not an hour of the calendar"),
 ]  # fmt: skip
 
 

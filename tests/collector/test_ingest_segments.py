@@ -9,27 +9,32 @@ import hashlib
 import threading
 from pathlib import Path
 
+import pytest
 import uuid6
 from ingest_support import NOW, World
 
 from keystep.collector.ingest import Ack, BatchConflict, ingest_batch
 from keystep.store.base import Scope
 from keystep.store.segments import SegmentBlobStore
+from keystep.store.writer import BatchWriter
 
 
 def on_segments(world: World, tmp_path: Path) -> World:
     return dataclasses.replace(world, blobs=SegmentBlobStore(tmp_path / "segments"))  # type: ignore[arg-type]
 
 
-def ingest(w: World, envelope: bytes, device_id: str) -> Ack:
+def ingest(w: World, envelope: bytes, device_id: str, writer: BatchWriter | None = None) -> Ack:
     return ingest_batch(
         w.repo, w.blobs, envelope, device_id=device_id, manifest_lookup=w.lookup,
-        audit=w.audit, now=NOW,
+        audit=w.audit, now=NOW, writer=writer,
     )  # fmt: skip
 
 
 def test_concurrent_uploads_are_all_acknowledged_and_durable(world: World, tmp_path: Path) -> None:
+    """Through one shared writer, as the service uploads: blobs and rows of concurrent
+    uploads go to disk in shared group commits."""
     w = on_segments(world, tmp_path)
+    writer = BatchWriter(w.repo, w.blobs)
     envs = [(d.device_id, d.seal()) for _ in range(20) for d in (w.alice, w.bob)]
     acks: list[Ack] = []
     errors: list[BaseException] = []
@@ -38,7 +43,7 @@ def test_concurrent_uploads_are_all_acknowledged_and_durable(world: World, tmp_p
     def upload(part: list[tuple[str, bytes]]) -> None:
         for device_id, env in part:
             try:
-                ack = ingest(w, env, device_id)
+                ack = ingest(w, env, device_id, writer)
             except BaseException as exc:
                 errors.append(exc)
                 return
@@ -54,6 +59,7 @@ def test_concurrent_uploads_are_all_acknowledged_and_durable(world: World, tmp_p
         t.join(60)
     assert not errors
     assert len(acks) == 40
+    assert writer._group.items == 40
     w.blobs.close()
     reopened = SegmentBlobStore(tmp_path / "segments")
     rows = w.repo.list_batches(scope=Scope.builder())
@@ -91,3 +97,11 @@ def test_conflicting_uploads_leave_only_the_acknowledged_bytes(
     kept = w.blobs.get(rec.blob_key)
     for env in envs:  # the refused envelopes' ciphertext is gone from the disk
         assert (env in raw) == (env == kept)
+
+
+def test_a_writer_of_other_stores_is_refused(world: World, tmp_path: Path) -> None:
+    w = on_segments(world, tmp_path)
+    elsewhere = BatchWriter(w.repo, SegmentBlobStore(tmp_path / "elsewhere"))
+    with pytest.raises(ValueError, match="another repository or blob store"):
+        ingest(w, w.alice.seal(), "dev-alice", elsewhere)
+    assert w.repo.list_batches(scope=Scope.builder()) == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -185,3 +187,27 @@ def test_each_mutation_is_reported(deployment: Deployment, name: str) -> None:
     report = scan(deployment.ctx, default_checks())
     assert any(f.check == check for f in report.findings), (name, _scan(deployment.ctx))
     assert all(f.fix for f in report.findings)
+
+
+def test_the_contributors_everyday_commands_leave_it_clean(deployment: Deployment) -> None:
+    """What the CLI writes into the home (state, locks, queues) is private too, under the
+    usual umask."""
+    env = {**os.environ, "KEYSTEP_HOME": str(deployment.home.root)}
+    for args in (
+        ("status",),
+        ("status", "--json"),
+        ("pause", "--for", "1m"),
+        ("resume",),
+        ("exclude", "--title", "Payroll"),
+        ("forget", "--last", "10m"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "keystep.cli.main", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            preexec_fn=lambda: os.umask(0o022),
+        )
+        assert proc.returncode == 0, f"{args}: {proc.stderr}"
+    assert _scan(deployment.ctx) == []

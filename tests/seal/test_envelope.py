@@ -134,3 +134,56 @@ def test_non_canonical_header_is_refused() -> None:
     )
     with pytest.raises(EnvelopeError, match="canonical"):
         parse_envelope(forged)
+
+
+def test_the_fast_canonical_header_is_rfc8785_exactly() -> None:
+    """The header's canonical form is written by the standard library where that is JCS:
+    compared with the reference implementation on headers full of what JSON escapes
+    differently across implementations (control characters, quotes, backslashes, DEL,
+    non-ASCII, emoji, line separators) and on integers at the edge of exactness."""
+    import random
+
+    import rfc8785
+
+    from keystep.seal.envelope import canonical_header
+
+    rng = random.Random(8785)
+    alphabet = [chr(c) for c in range(0, 0x80)] + list("é中\u2028\u2029\ufeff😀\U0001f9d1‍\u00a0")
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
+
+    edges = [0, 1, -1, 2**53 - 1, -(2**53) + 1, 2**53, -(2**53), 2**63, 10**21]
+    for i in range(2000):
+        obj = {
+            "format_version": rng.choice(edges) if i % 5 == 0 else 1,
+            "batch_id": text(),
+            "device": text(),
+            "seq": rng.choice(edges) if i % 3 == 0 else rng.randint(0, 10**6),
+            "kinds": [text() for _ in range(rng.randint(0, 4))],
+            "redaction_version": text(),
+        }
+        try:
+            want = rfc8785.dumps(obj)
+        except rfc8785.IntegerDomainError:
+            with pytest.raises(rfc8785.IntegerDomainError):
+                canonical_header(obj)
+            continue
+        assert canonical_header(obj) == want, obj
+
+
+def test_a_header_integer_json_cannot_hold_exactly_is_refused_cleanly() -> None:
+    import json
+    import struct
+
+    from keystep.seal.envelope import MAGIC
+
+    env = seal(b"x" * 100)
+    (n,) = struct.unpack_from(">I", env, len(MAGIC))
+    start = len(MAGIC) + 4
+    header = json.loads(env[start : start + n])
+    header["seq"] = 2**64
+    raw = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    forged = env[: len(MAGIC)] + struct.pack(">I", len(raw)) + raw + env[start + n :]
+    with pytest.raises(EnvelopeError, match="canonical"):
+        parse_envelope(forged)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from keystep.store.blobs import BlobError, BlobNotFound, BlobStore, FolderBlobStore
+from keystep.store.blobs import BlobError, BlobNotFound, BlobPut, BlobStore, FolderBlobStore
 from keystep.store.factory import open_blobs
 
 
@@ -29,6 +30,20 @@ def test_put_is_idempotent(blobs: BlobStore) -> None:
     blobs.put("k", b"x" * 5000)
     assert blobs.get("k") == b"x" * 5000
     assert list(blobs.iter_keys()) == ["k"]
+
+
+def test_put_many_stores_each_and_refuses_a_bad_key_alone(blobs: BlobStore) -> None:
+    puts = [
+        BlobPut("v1/p/a", b"a" * 3000, hashlib.sha256(b"a" * 3000).digest()),
+        BlobPut("../escape", b"b", hashlib.sha256(b"b").digest()),
+        BlobPut("v1/p/c", b"c", hashlib.sha256(b"c").digest()),
+    ]
+    out = blobs.put_many(puts)
+    assert out[0] is None and out[2] is None
+    assert isinstance(out[1], BlobError)
+    assert blobs.get("v1/p/a") == b"a" * 3000 and blobs.get("v1/p/c") == b"c"
+    assert blobs.put_many(puts[:1]) == [None]  # again: a no-op
+    assert list(blobs.iter_keys()) == ["v1/p/a", "v1/p/c"]
 
 
 def test_keys_are_listed_in_order_by_prefix(blobs: BlobStore) -> None:

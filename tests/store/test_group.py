@@ -55,3 +55,41 @@ def test_a_failed_commit_fails_every_item_of_its_group_and_the_next_one_runs() -
     with pytest.raises(OSError, match="disk full"):
         group("a")
     assert group("b") == "b"
+
+
+def test_callers_queued_behind_a_commit_are_handed_the_next_one_together() -> None:
+    """While one commit runs, every caller that arrives queues; when it returns, one of them
+    is woken to lead, and commits all of them at once (nobody is left waiting)."""
+    entered, release = threading.Event(), threading.Event()
+    committed: list[list[int]] = []
+
+    def commit(items: Sequence[int]) -> list[int | BaseException]:
+        if not entered.is_set():
+            entered.set()
+            assert release.wait(10)
+        committed.append(list(items))
+        return [i + 100 for i in items]
+
+    group: GroupCommit[int, int] = GroupCommit(commit)
+    results: dict[int, int] = {}
+
+    def call(i: int) -> None:
+        results[i] = group(i)
+
+    # Daemons: a caller never woken must fail this test, not hang the run.
+    first = threading.Thread(target=call, args=(0,), daemon=True)
+    first.start()
+    assert entered.wait(10)
+    queued = [threading.Thread(target=call, args=(i,), daemon=True) for i in range(1, 11)]
+    for t in queued:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(group._queue) < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for t in [first, *queued]:
+        t.join(10)
+        assert not t.is_alive(), "a queued caller was never woken"
+    assert [sorted(c) for c in committed] == [[0], list(range(1, 11))]
+    assert results == {i: i + 100 for i in range(11)}
+    assert (group.groups, group.items) == (2, 11)

@@ -85,6 +85,29 @@ def test_the_scope_does_not_outlive_its_transaction(db: TempDatabase) -> None:
         assert row == (0,)
 
 
+def test_a_grouped_insert_is_checked_under_each_rows_own_scope(db: TempDatabase) -> None:
+    """The group commit sets each row's scope in the statement that inserts it: a row under
+    another contributor's scope is refused by the policies themselves (the repository's own
+    check is bypassed here), and only the rows whose scope matches are stored."""
+    repo = PostgresRepository(db.app_url, max_size=2)
+    try:
+        mine = batch(3, contributor="psA")
+        forged = batch(4, contributor="psB", device="devB")
+        assert repo._insert_group([(mine, Scope.of_contributor("psA"))]) == [True]
+        with pytest.raises(errors.InsufficientPrivilege):
+            repo._insert_group(
+                [
+                    (batch(5, contributor="psA"), Scope.of_contributor("psA")),
+                    (forged, Scope.of_contributor("psA")),
+                ]
+            )
+    finally:
+        repo.close()
+    with psycopg.connect(db.admin_url) as conn:
+        seqs = [r[0] for r in conn.execute("SELECT seq FROM keystep.batches ORDER BY seq")]
+    assert seqs == [1, 2, 3]  # the group with the forged row left nothing behind
+
+
 def test_the_app_role_cannot_write_or_alter_across_contributors(db: TempDatabase) -> None:
     with connect(db, db.roles.app) as conn:
         with pytest.raises(errors.InsufficientPrivilege), conn.transaction():

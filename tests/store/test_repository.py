@@ -101,6 +101,27 @@ def test_nobody_writes_a_batch_in_another_contributors_name(repo: Repository) ->
     assert repo.list_batches(scope=Scope.builder()) == []
 
 
+def test_a_group_of_batches_gets_one_outcome_each_and_a_bad_one_fails_alone(
+    repo: Repository,
+) -> None:
+    first = batch(1)
+    repo.add_batch(first, scope=AS_A)
+    fresh, dup, other_bytes, not_mine = (
+        batch(2),
+        replace(first, received_at=T0 + timedelta(hours=1)),
+        replace(first, sha256="f" * 64),
+        batch(3, contributor=B, device="devB"),
+    )
+    out = repo.add_batches([(fresh, AS_A), (dup, AS_A), (other_bytes, AS_A), (not_mine, AS_A)])
+    assert len(out) == 4
+    assert out[0] is fresh
+    assert out[1] == first and out[1] is not dup  # the stored record, as for a retry
+    assert isinstance(out[2], Conflict) and out[2].existing == first
+    assert isinstance(out[3], ScopeError)
+    assert repo.list_batches(scope=Scope.builder()) == [first, fresh]
+    assert repo.add_batches([]) == []
+
+
 def test_list_filters_and_orders(repo: Repository) -> None:
     rs = [batch(n) for n in (5, 3, 4)]
     for r in rs:

@@ -3,6 +3,7 @@ that destroys the bytes on disk."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import threading
@@ -10,13 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from keystep.store.blobs import BlobError
+from keystep.store.blobs import BlobError, BlobPut
 from keystep.store.factory import open_blobs
 from keystep.store.segments import SEGMENT_MAGIC, SegmentBlobStore
 
 
 def segment_bytes(root: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(root.glob("seg-*.kss")))
+
+
+def test_a_group_of_more_blobs_than_one_writev_takes_is_written_whole(tmp_path: Path) -> None:
+    store = SegmentBlobStore(tmp_path / "s")
+    blobs = {f"v1/p/{i:04d}": os.urandom(1 + i % 700) for i in range(500)}  # 1,500 buffers
+    puts = [BlobPut(k, v, hashlib.sha256(v).digest()) for k, v in blobs.items()]
+    assert store.put_many(puts) == [None] * len(puts)
+    store.close()
+    reopened = SegmentBlobStore(tmp_path / "s")
+    assert {k: reopened.get(k) for k in reopened.iter_keys()} == blobs
+    reopened.close()
 
 
 def test_concurrent_puts_share_fsyncs_and_all_survive_a_reopen(tmp_path: Path) -> None:

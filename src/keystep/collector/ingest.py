@@ -1,8 +1,9 @@
 """Batch ingest: check a sealed envelope against its device, consent and manifest, then store it.
 
 The order is fixed: every check runs before the first byte is stored, so a rejected batch
-leaves nothing behind; then the blob is made durable, then the metadata row is committed,
-and only then is the acknowledgement returned — an ack never precedes durability. The
+leaves nothing behind; then the blob is made durable, then the metadata row is committed
+(for concurrent uploads, both in group commits they share: keystep.store.writer), and only
+then is the acknowledgement returned — an ack never precedes durability. The
 collector cannot read the batch (it is sealed to the vault); it checks what the clear header
 claims and the device signature that binds the header to the device.
 """
@@ -18,7 +19,13 @@ from typing import Any, Final, NoReturn
 
 from keystep.audit.events import AuditEvent, BatchConflictEvent
 from keystep.model.manifest import Manifest
-from keystep.seal.envelope import BatchHeader, EnvelopeError, parse_envelope, verify_signature
+from keystep.seal.envelope import (
+    BatchHeader,
+    Envelope,
+    EnvelopeError,
+    parse_envelope,
+    verify_signature,
+)
 from keystep.store.base import (
     BatchRecord,
     Conflict,
@@ -28,6 +35,7 @@ from keystep.store.base import (
     Scope,
 )
 from keystep.store.blobs import BlobStore
+from keystep.store.writer import BatchWriter
 
 MAX_BATCH_BYTES: Final = 32 * 1024 * 1024
 # The header carries only the hour a batch started, so a device clock that is hours off is
@@ -35,6 +43,13 @@ MAX_BATCH_BYTES: Final = 32 * 1024 * 1024
 FUTURE_TOLERANCE: Final = timedelta(hours=1)
 BLOB_LAYOUT: Final = "v1"
 _SAFE: Final = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
+
+
+class Unread:
+    """Marks an argument the caller did not read for us (None is a real answer there)."""
+
+
+UNREAD: Final = Unread()
 
 ManifestLookup = Callable[[int], Manifest | None]
 Audit = Callable[[AuditEvent], Any]
@@ -92,11 +107,19 @@ def ingest_batch(
     now: datetime,
     max_bytes: int = MAX_BATCH_BYTES,
     authenticated: DeviceRecord | None = None,
+    consent: ConsentRecord | Unread | None = UNREAD,
+    parsed: Envelope | None = None,
+    writer: BatchWriter | None = None,
 ) -> Ack:
     """Store one envelope uploaded by the authenticated device ``device_id``.
 
     ``authenticated``: that device's record as authentication just read it; given, only
-    the consent is read here (one read per upload instead of two).
+    the consent is read here (one read per upload instead of two). ``consent``: with
+    ``authenticated``, the active consent of the contributor the batch names, read in the
+    same round trip (None: there is none); then nothing is read here. ``parsed``: the
+    envelope already parsed from these very bytes. ``writer``: the :class:`BatchWriter` of
+    ``repo`` and ``blobs`` that concurrent uploads share (their blobs and rows then go to
+    disk in shared syncs); without one, this upload is stored on its own.
 
     Raises :class:`IngestRejected` (with an HTTP status) for every refusal, and its subclass
     :class:`BatchConflict` (409, audited) for a replay with different bytes.
@@ -106,7 +129,7 @@ def ingest_batch(
     if len(envelope) > max_bytes:
         raise IngestRejected(f"batch is {len(envelope)} bytes; the limit is {max_bytes}", 413)
     try:
-        env = parse_envelope(envelope)
+        env = parsed if parsed is not None else parse_envelope(envelope)
     except EnvelopeError as exc:
         raise IngestRejected(f"not a valid v1 envelope: {exc}", 400) from exc
     h = env.header
@@ -118,9 +141,10 @@ def ingest_batch(
     known: DeviceRecord | None
     if authenticated is not None and authenticated.device_id == device_id:
         known = authenticated
-        consent = repo.active_consent(
-            h.contributor, h.manifest_version, scope=Scope.of_contributor(h.contributor)
-        )
+        if isinstance(consent, Unread):
+            consent = repo.active_consent(
+                h.contributor, h.manifest_version, scope=Scope.of_contributor(h.contributor)
+            )
     else:
         known, consent = repo.device_and_consent(
             device_id, contributor=h.contributor, manifest_version=h.manifest_version
@@ -136,7 +160,8 @@ def ingest_batch(
     _check_consent(consent, manifest_lookup, h)
     _check_hour(h.t_hour, now)
 
-    digest = hashlib.sha256(envelope).hexdigest()
+    raw_digest = hashlib.sha256(envelope).digest()
+    digest = raw_digest.hex()
     record = BatchRecord(
         batch_id=h.batch_id,
         device=h.device,
@@ -155,9 +180,12 @@ def ingest_batch(
     )
     # The blob key derives from the bytes: a retry rewrites nothing, and a conflicting upload
     # lands beside the stored blob, never over it — so storing before the row check is safe.
-    blobs.put(record.blob_key, envelope)
+    if writer is None:
+        writer = BatchWriter(repo, blobs)
+    elif writer.repo is not repo or writer.blobs is not blobs:
+        raise ValueError("the writer stores into another repository or blob store")
     try:
-        stored = repo.add_batch(record, scope=scope)
+        stored = writer.write(record, envelope, sha256=raw_digest, scope=scope)
     except Conflict as exc:
         blobs.delete(record.blob_key)  # ours was never acknowledged: leave nothing behind
         _conflict(audit, h, device, now, exc.reason)
@@ -198,7 +226,14 @@ def _check_consent(consent: ConsentRecord | None, lookup: ManifestLookup, h: Bat
 
 
 def _check_hour(t_hour: str, now: datetime) -> None:
-    hour = datetime.strptime(t_hour, "%Y-%m-%dT%H:00:00Z").replace(tzinfo=UTC)
+    # The envelope's parser checked the shape (YYYY-MM-DDTHH:00:00Z); strptime costs a
+    # tenth of an upload's CPU, slicing next to nothing.
+    try:
+        hour = datetime(
+            int(t_hour[0:4]), int(t_hour[5:7]), int(t_hour[8:10]), int(t_hour[11:13]), tzinfo=UTC
+        )
+    except ValueError as exc:
+        raise IngestRejected(f"t_hour {t_hour} is not an hour of the calendar", 400) from exc
     if hour > now + FUTURE_TOLERANCE:
         raise IngestRejected(
             f"the batch starts at {t_hour}, more than an hour after the collector's clock", 422

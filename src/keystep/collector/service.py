@@ -9,10 +9,12 @@ the HTTP status and a reason the caller can act on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import random
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -42,10 +44,12 @@ from keystep.collector.credentials import (
     split_device_credential,
 )
 from keystep.collector.fleet import FleetBus, Notice
+from keystep.collector.ingest import UNREAD, IngestRejected, Unread, ingest_batch
 from keystep.collector.leases import LeaseSigner
 from keystep.model.manifest import Manifest, ManifestError, load_manifest
 from keystep.model.periods import next_period, period_of
 from keystep.policy.model import Principal
+from keystep.seal.envelope import Envelope, EnvelopeError, parse_envelope
 from keystep.store.base import (
     BatchRecord,
     ConsentRecord,
@@ -58,6 +62,7 @@ from keystep.store.base import (
     Scope,
 )
 from keystep.store.blobs import BlobStore
+from keystep.store.writer import BatchWriter
 from keystep.vault.base import AccessDenied, VaultError
 
 DEFAULT_MAX_BATCH: Final = 64 * 1024 * 1024
@@ -101,6 +106,12 @@ class Collector:
     )
     _standing: StandingChecks | None = field(default=None, init=False, repr=False)
     _manifests: dict[int, Manifest] = field(default_factory=dict, init=False, repr=False)
+    _manifests_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    # Every upload stores through this one writer, so concurrent ones share their syncs.
+    writer: BatchWriter = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.writer = BatchWriter(self.repo, self.blobs)
 
     def audit(self, event: AuditEvent) -> None:
         if self.vault is None:
@@ -115,14 +126,20 @@ class Collector:
 # -- authentication -------------------------------------------------------------------------
 
 
-def authenticate(c: Collector, authorization: str | None) -> Caller:
-    """Resolve ``Authorization: Bearer ...`` to a caller, or raise 401."""
+def bearer_token(authorization: str | None) -> str:
+    """The credential of an ``Authorization: Bearer ...`` header, or 401 (nothing is read)."""
     if not authorization:
         raise ServiceError(401, "missing Authorization: Bearer credential")
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise ServiceError(401, "Authorization must be 'Bearer <credential>'")
+    return token
+
+
+def authenticate(c: Collector, authorization: str | None) -> Caller:
+    """Resolve ``Authorization: Bearer ...`` to a caller, or raise 401."""
+    token = bearer_token(authorization)
     try:
         if token.startswith(DEVICE_PREFIX + "."):
             return _device_caller(c, token)
@@ -146,7 +163,14 @@ def authenticate(c: Collector, authorization: str | None) -> Caller:
 
 def _device_caller(c: Collector, token: str) -> Caller:
     device_id, digest = split_device_credential(token)
-    dev = c.repo.get_device(device_id, scope=Scope.collector())
+    return _device_checked(
+        c, device_id, digest, c.repo.get_device(device_id, scope=Scope.collector())
+    )
+
+
+def _device_checked(c: Collector, device_id: str, digest: str, dev: DeviceRecord | None) -> Caller:
+    """The device a credential names, if the credential is its own (CredentialError
+    otherwise; 403, audited, when it is revoked)."""
     if dev is None or not hash_matches(dev.credential_hash, digest):
         raise CredentialError("unknown device credential")
     if dev.revoked:
@@ -363,10 +387,13 @@ def manifest_lookup(c: Collector) -> Callable[[int], Manifest | None]:
     def lookup(version: int) -> Manifest | None:
         m = c._manifests.get(version)
         if m is None:
-            rec = c.repo.get_manifest(version)
-            if rec is None:
-                return None
-            m = c._manifests.setdefault(version, load_manifest(rec.yaml_text))
+            with c._manifests_lock:  # concurrent first uploads parse it once, not each
+                m = c._manifests.get(version)
+                if m is None:
+                    rec = c.repo.get_manifest(version)
+                    if rec is None:
+                        return None
+                    m = c._manifests[version] = load_manifest(rec.yaml_text)
         return m
 
     return lookup
@@ -459,14 +486,56 @@ class Ack:
     duplicate: bool
 
 
-def upload_batch(c: Collector, *, caller: Caller, body: bytes) -> Ack:
-    """Store one sealed envelope for the calling device (idempotent by batch id + digest)."""
-    from keystep.collector.ingest import IngestRejected, ingest_batch
+def upload_request(
+    c: Collector, *, authorization: str | None, content_type: str, body: bytes
+) -> Ack:
+    """One upload request once its body has arrived, whole, in one call (so one worker-thread
+    hop per request): authenticate (401/403), then the content type (415), then check and
+    store the batch. For a device credential the device's record and the consent of the
+    contributor the batch names are read together (one round trip on PostgreSQL) when the
+    body parses as an envelope; the credential is checked against that record before
+    anything else is looked at."""
+    token = bearer_token(authorization)
+    env = None
+    if token.startswith(DEVICE_PREFIX + "."):
+        with contextlib.suppress(EnvelopeError):
+            env = parse_envelope(body)
+    if env is None or not env.header.contributor:
+        caller = authenticate(c, authorization)
+        _check_content_type(content_type)
+        return upload_batch(c, caller=caller, body=body)
+    h = env.header
+    try:
+        device_id, digest = split_device_credential(token)
+        dev, consent = c.repo.device_and_consent(
+            device_id, contributor=h.contributor, manifest_version=h.manifest_version
+        )
+        caller = _device_checked(c, device_id, digest, dev)
+    except CredentialError as exc:
+        c.count("auth_failures", reason="bad-credential")
+        raise ServiceError(401, str(exc)) from exc
+    _check_content_type(content_type)
+    return upload_batch(c, caller=caller, body=body, consent=consent, parsed=env)
 
+
+def _check_content_type(content_type: str) -> None:
+    ctype = content_type.split(";")[0].strip().lower()
+    if ctype != ENVELOPE_TYPE:
+        raise ServiceError(415, f"send the envelope as {ENVELOPE_TYPE}, not {ctype or 'nothing'}")
+
+
+def upload_batch(
+    c: Collector,
+    *,
+    caller: Caller,
+    body: bytes,
+    consent: ConsentRecord | Unread | None = UNREAD,
+    parsed: Envelope | None = None,
+) -> Ack:
+    """Store one sealed envelope for the calling device (idempotent by batch id + digest).
+    ``consent`` and ``parsed``: see :func:`keystep.collector.ingest.ingest_batch`."""
     require(caller, "device")
     assert caller.device_id is not None
-    if len(body) > c.max_batch_bytes:
-        raise ServiceError(413, f"batch exceeds {c.max_batch_bytes} bytes")
     try:
         ack = ingest_batch(
             c.repo,
@@ -478,6 +547,9 @@ def upload_batch(c: Collector, *, caller: Caller, body: bytes) -> Ack:
             now=c.clock(),
             max_bytes=c.max_batch_bytes,
             authenticated=caller.device,
+            consent=consent,
+            parsed=parsed,
+            writer=c.writer,
         )
     except IngestRejected as exc:
         c.count("batches_rejected", reason=_reason_label(exc.status))

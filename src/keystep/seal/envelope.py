@@ -79,7 +79,7 @@ class BatchHeader:
     def to_json_bytes(self) -> bytes:
         d: dict[str, Any] = asdict(self)
         d["kinds"] = list(self.kinds)
-        return rfc8785.dumps(d)
+        return canonical_header(d)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +196,11 @@ def parse_envelope(blob: bytes) -> Envelope:
         raise EnvelopeError("envelope header is not JSON") from exc
     if not isinstance(obj, dict) or tuple(sorted(obj)) != tuple(sorted(HEADER_FIELDS)):
         raise EnvelopeError("envelope header fields are not those of format 1")
-    if rfc8785.dumps(obj) != header_bytes:
+    try:
+        canonical = canonical_header(obj)
+    except rfc8785.CanonicalizationError as exc:  # e.g. an integer JSON cannot hold exactly
+        raise EnvelopeError(f"envelope header has no canonical form: {exc}") from exc
+    if canonical != header_bytes:
         raise EnvelopeError("envelope header is not canonical JSON")
     try:
         header = BatchHeader(
@@ -226,6 +230,28 @@ def parse_envelope(blob: bytes) -> Envelope:
         signature=blob[sig_start:],
         signed=blob[:sig_start],
     )
+
+
+_JCS_EXACT: Final = 2**53  # integers JCS (ECMAScript numbers) writes exactly as digits
+
+
+def canonical_header(obj: dict[str, Any]) -> bytes:
+    """RFC 8785 (JCS) bytes of a header object. For what a header of format 1 holds — ASCII
+    field names, strings, lists of strings, integers below 2**53 — JCS is exactly compact JSON
+    with sorted keys and non-ASCII text left as UTF-8 (the standard library escapes the same
+    characters the same way as ECMAScript's JSON.stringify), which the standard library
+    writes in C, far faster than the reference implementation; anything else goes to it."""
+    if all(_plain(v) for v in obj.values()) and all(k.isascii() for k in obj):
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return rfc8785.dumps(obj)
+
+
+def _plain(v: Any) -> bool:
+    if type(v) is str:
+        return True
+    if type(v) is int:
+        return -_JCS_EXACT < v < _JCS_EXACT
+    return type(v) is list and all(type(k) is str for k in v)
 
 
 def _int(v: Any) -> int:

@@ -193,6 +193,39 @@ class Repository(ABC):
         Raise :class:`Conflict` when the batch id, or the device's ``seq``, is held by
         different bytes."""
 
+    def add_batches(
+        self, items: Sequence[tuple[BatchRecord, Scope]]
+    ) -> list[BatchRecord | BaseException]:
+        """:meth:`add_batch` for several records at once, one outcome per item in order (the
+        stored record, or the exception that refused it): for a caller that gathers the
+        uploads of many threads into one group commit of its own. Backends commit them in one
+        transaction; none returns before its row is durable."""
+        out: list[BatchRecord | BaseException | None] = []
+        allowed: list[tuple[BatchRecord, Scope]] = []
+        for record, scope in items:
+            try:
+                check_own(scope, "batches", record.contributor)
+            except ScopeError as exc:  # refused alone: one bad row must not fail a group
+                out.append(exc)
+                continue
+            out.append(None)
+            allowed.append((record, scope))
+        stored = iter(self._commit_batches(allowed) if allowed else [])
+        return [next(stored) if o is None else o for o in out]
+
+    def _commit_batches(
+        self, items: Sequence[tuple[BatchRecord, Scope]]
+    ) -> list[BatchRecord | BaseException]:
+        """Rows whose scopes may write them, one outcome each; by default one
+        :meth:`add_batch` after the other."""
+        out: list[BatchRecord | BaseException] = []
+        for record, scope in items:
+            try:
+                out.append(self.add_batch(record, scope=scope))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
     @abstractmethod
     def get_batch(self, batch_id: str, *, scope: Scope) -> BatchRecord | None: ...
 

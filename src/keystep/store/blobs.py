@@ -11,9 +11,10 @@ import os
 import re
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 # Keys are relative paths of safe segments: no "..", no absolute paths, no odd bytes.
 _KEY: Final = re.compile(r"^[A-Za-z0-9_\-.]+(/[A-Za-z0-9_\-.]+)*$")
@@ -33,11 +34,41 @@ def check_key(key: str) -> str:
     return key
 
 
+@dataclass(frozen=True, slots=True)
+class BlobPut:
+    """One blob to store: its key, its bytes and their SHA-256 digest."""
+
+    key: str
+    data: bytes
+    sha256: bytes
+
+
 class BlobStore(ABC):
+    # True when put_many makes a whole group durable with one sync: a caller that gathers
+    # the puts of many threads (keystep.store.writer) should then hand them over together.
+    # False: each put waits on its own, so callers had better put from their own threads.
+    SYNCS_GROUPS: ClassVar[bool] = False
+
     @abstractmethod
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, *, sha256: bytes | None = None) -> None:
         """Store durably; same key and same bytes again is a no-op. Different bytes under an
-        existing key replace them (callers use content-derived keys so this never happens)."""
+        existing key replace them (callers use content-derived keys so this never happens).
+
+        ``sha256``: the data's SHA-256 digest when the caller has already computed it (a store
+        that keeps digests then does not hash the bytes again)."""
+
+    def put_many(self, puts: Sequence[BlobPut]) -> list[BaseException | None]:
+        """:meth:`put` each, one outcome per item in order (None: durable). By default one
+        after the other; a store with ``SYNCS_GROUPS`` makes them durable together."""
+        out: list[BaseException | None] = []
+        for p in puts:
+            try:
+                self.put(p.key, p.data, sha256=p.sha256)
+            except Exception as exc:
+                out.append(exc)
+            else:
+                out.append(None)
+        return out
 
     @abstractmethod
     def get(self, key: str) -> bytes:
@@ -58,7 +89,8 @@ class BlobStore(ABC):
         pass
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a new or removed file) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -90,9 +122,9 @@ class FolderBlobStore(BlobStore):
             except FileExistsError:
                 continue
             os.chmod(d, 0o700)  # mkdir's mode passes through the umask
-            _fsync_dir(d.parent)
+            fsync_dir(d.parent)
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, *, sha256: bytes | None = None) -> None:
         path = self._path(key)
         self._ensure_dirs(path)
         try:
@@ -115,7 +147,7 @@ class FolderBlobStore(BlobStore):
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def _replace(self, path: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".put-")
@@ -129,7 +161,7 @@ class FolderBlobStore(BlobStore):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def get(self, key: str) -> bytes:
         try:
@@ -143,7 +175,7 @@ class FolderBlobStore(BlobStore):
             path.unlink()
         except FileNotFoundError:
             return False
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return True
 
     def exists(self, key: str) -> bool:
@@ -194,7 +226,7 @@ class S3BlobStore(BlobStore):
     def _k(self, key: str) -> str:
         return self.prefix + check_key(key)
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, *, sha256: bytes | None = None) -> None:
         import base64
         import hashlib
 

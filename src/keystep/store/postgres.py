@@ -8,9 +8,10 @@ from one transaction to the next.
 
 Batch rows use group commit, as in the SQLite backend: rows that queue while a commit is in
 flight go into the next transaction together, each under its own contributor's settings
-(``set_config`` again before each insert), all in one pipelined round trip and one WAL
-flush. ``synchronous_commit`` stays on: no call returns before its row is durable. An upload's
-device and consent are read in one transaction too (:meth:`device_and_consent`).
+(one statement per row sets them and inserts the row: :data:`_SCOPED_INSERT`), all in one
+pipelined round trip and one WAL flush. ``synchronous_commit`` stays on: no call returns
+before its row is durable. An upload's device and consent are read in one transaction too
+(:meth:`device_and_consent`), each contributor's consent under that contributor's settings.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, Final
 
 import psycopg
 from psycopg import errors
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
 from keystep.store.base import (
@@ -47,6 +48,26 @@ _BATCH_COLS: Final = (
     " kinds, key_id, sha256, size, blob_key, received_at"
 )
 _NO_SCOPE: Final = Scope("collector")  # tables without contributor data ignore the role
+# A contributor's active consents read in that contributor's scope, in one statement: the
+# consents are scanned per row of the CTE that set the scope (the scan depends on its
+# result), so after it. A group of reads sends one of these per contributor, at once.
+_SCOPED_CONSENTS: Final = (
+    "WITH scope AS MATERIALIZED (SELECT set_config('keystep.contributor', %s, true) AS who,"
+    " set_config('keystep.role', 'contributor', true))"
+    " SELECT c.* FROM scope CROSS JOIN LATERAL"
+    " (SELECT * FROM consents WHERE contributor = scope.who AND withdrawn_at IS NULL) AS c"
+)
+# A batch row inserted under its own contributor's scope in one statement: the CTE sets the
+# transaction's settings (set_config(..., true), as _tx does) and is the row's source, so it
+# has run before the row exists, and the policies check the row when it is inserted — under
+# these settings. A group of uploads sends one of these per row, all in one round trip.
+_SCOPED_INSERT: Final = (
+    "WITH scope AS MATERIALIZED (SELECT set_config('keystep.contributor', %s, true),"
+    " set_config('keystep.role', %s, true))"
+    f" INSERT INTO batches ({_BATCH_COLS})"
+    " SELECT %s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s FROM scope"
+    " ON CONFLICT DO NOTHING RETURNING batch_id"
+)
 
 
 def _utc(t: datetime | None) -> datetime | None:
@@ -126,7 +147,7 @@ class PostgresRepository(Repository):
             raise RepositoryError(f"cannot connect to PostgreSQL: {exc}") from exc
         # Group commit of batch rows: one leader at a time inserts everything queued while
         # the previous group committed (see add_batch).
-        self._group = GroupCommit(self._commit_group)
+        self._group = GroupCommit(self._commit_batches)
         self._reads = GroupCommit(self._read_group)
 
     @contextmanager
@@ -159,7 +180,7 @@ class PostgresRepository(Repository):
             raise ScopeError(f"role {scope.role} may not write batches of another contributor")
         return self._group((record, scope))
 
-    def _commit_group(
+    def _commit_batches(
         self, group: Sequence[tuple[BatchRecord, Scope]]
     ) -> list[BatchRecord | BaseException]:
         """Insert every queued row in one transaction (one WAL flush, one round trip), each
@@ -178,23 +199,34 @@ class PostgresRepository(Repository):
         return out
 
     def _insert_group(self, group: Sequence[tuple[BatchRecord, Scope]]) -> list[bool]:
+        """One statement per row, all sent at once (``executemany`` in a pipeline): each
+        sets its contributor's scope for the transaction, then inserts its row (see
+        :data:`_SCOPED_INSERT`). True for each row inserted, False for one that hit an
+        existing row."""
+        params = [
+            (
+                scope.contributor or "", scope.role,
+                r.batch_id, r.device, r.seq, r.contributor, r.period, r.t_hour,
+                r.manifest_version, r.redaction_version, list(r.kinds), r.key_id,
+                r.sha256, r.size, r.blob_key, r.received_at,
+            )
+            for r, scope in group
+        ]  # fmt: skip
         try:
             with self._pool.connection() as conn:
-                with conn.pipeline() as pipe, conn.transaction():
-                    cursors = []
-                    for record, scope in group:
-                        self._scoped(conn.cursor(), scope)
-                        cur = conn.cursor()
-                        self._insert(cur, record)
-                        cursors.append(cur)
-                    pipe.sync()
-                    out = [cur.fetchone() is not None for cur in cursors]
+                with conn.pipeline(), conn.transaction():
+                    cur = conn.cursor(row_factory=tuple_row)
+                    cur.executemany(_SCOPED_INSERT, params, returning=True)
+                    out = []
+                    for _ in group:
+                        out.append(cur.fetchone() is not None)
+                        cur.nextset()
                 return out
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise RepositoryError(f"PostgreSQL: {exc}") from exc
 
     @staticmethod
-    def _scoped(cur: Cursor, scope: Scope) -> None:
+    def _scoped(cur: psycopg.Cursor[Any], scope: Scope) -> None:
         cur.execute(
             "SELECT set_config('keystep.contributor', %s, true),"
             " set_config('keystep.role', %s, true)",
@@ -202,7 +234,7 @@ class PostgresRepository(Repository):
         )
 
     @staticmethod
-    def _insert(cur: Cursor, r: BatchRecord) -> None:
+    def _insert(cur: psycopg.Cursor[Any], r: BatchRecord) -> None:
         cur.execute(
             f"INSERT INTO batches ({_BATCH_COLS})"
             " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
@@ -332,29 +364,23 @@ class PostgresRepository(Repository):
         """The reads of every request that queued meanwhile (authentication's device reads,
         uploads' device and consent reads), in one transaction and one round trip: the
         devices in the collector's scope, then each contributor's consents in that
-        contributor's own scope. Each request was queued before this transaction began, so
-        none sees older state than a read of its own would have."""
+        contributor's own scope (:data:`_SCOPED_CONSENTS`). Each request was queued before
+        this transaction began, so none sees older state than a read of its own would have."""
         contributors = sorted({c for _, c, _ in group if c})  # "": a device read only
         with self._tx(Scope.collector()) as cur:
             cur.execute(
                 "SELECT * FROM devices WHERE device_id = ANY(%s)",
                 ([d for d, _, _ in group if d],),
             )
-            per_contributor = []
-            for who in contributors:
-                self._scoped(cur.connection.cursor(), Scope.of_contributor(who))
-                c = cur.connection.cursor()
-                c.execute(
-                    "SELECT * FROM consents WHERE contributor = %s AND withdrawn_at IS NULL",
-                    (who,),
-                )
-                per_contributor.append(c)
+            c = cur.connection.cursor()
+            if contributors:
+                c.executemany(_SCOPED_CONSENTS, [(who,) for who in contributors], returning=True)
             devices = {r["device_id"]: _device(r) for r in cur.fetchall()}
-            consents = {
-                (r["contributor"], r["manifest_version"]): _consent(r)
-                for c in per_contributor
-                for r in c.fetchall()
-            }
+            consents = {}
+            for _ in contributors:
+                for r in c.fetchall():
+                    consents[(r["contributor"], r["manifest_version"])] = _consent(r)
+                c.nextset()
         return [(devices.get(d), consents.get((who, v))) for d, who, v in group]
 
     def devices_barred(

@@ -36,7 +36,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from keystep.store.blobs import BlobError, BlobNotFound, BlobStore, check_key
+from keystep.store.blobs import (
+    BlobError,
+    BlobNotFound,
+    BlobPut,
+    BlobStore,
+    check_key,
+    fsync_dir,
+)
 from keystep.store.group import GroupCommit
 
 SEGMENT_MAGIC: Final = b"KSSEG1\n\x00"
@@ -62,21 +69,6 @@ class Location:
     sha256: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class _Put:
-    key: str
-    data: bytes
-    sha256: bytes
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     view = memoryview(data)
     while view:
@@ -84,8 +76,27 @@ def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
+_IOV_MAX: Final = 1024  # Linux's limit on buffers per writev
+
+
+def _pwritev_all(fd: int, parts: Sequence[bytes], offset: int) -> None:
+    """Write ``parts`` back to back from ``offset``: the blobs go from the request's buffers
+    to the kernel without first being copied into one."""
+    views = [memoryview(p) for p in parts if p]
+    while views:
+        n = os.pwritev(fd, views[:_IOV_MAX], offset)
+        offset += n
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if n:
+            views[0] = views[0][n:]
+
+
 class SegmentBlobStore(BlobStore):
     """Blobs appended to ``root/seg-NNNNNNNN.kss`` (directory 0700, files 0600)."""
+
+    SYNCS_GROUPS = True
 
     def __init__(self, root: Path | str, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
         self.root = Path(root)
@@ -97,7 +108,7 @@ class SegmentBlobStore(BlobStore):
         self._fds: dict[int, int] = {}
         self._write_lock = threading.Lock()
         self._fd_lock = threading.Lock()
-        self._group: GroupCommit[_Put, None] = GroupCommit(self._commit)
+        self._group: GroupCommit[BlobPut, None] = GroupCommit(self._commit)
         self._closed = False
         segments = sorted(
             int(m.group(1)) for p in self.root.iterdir() if (m := _NAME.match(p.name))
@@ -139,7 +150,7 @@ class SegmentBlobStore(BlobStore):
             self._fds[n] = fd
         _pwrite_all(fd, SEGMENT_MAGIC, 0)
         os.fsync(fd)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         self._active, self._size = n, len(SEGMENT_MAGIC)
         self._live.setdefault(n, 0)
 
@@ -206,20 +217,40 @@ class SegmentBlobStore(BlobStore):
             with self._fd_lock:
                 os.close(self._fds.pop(loc.segment))
             self._path(loc.segment).unlink()
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             del self._live[loc.segment]
 
     # -- group commit ----------------------------------------------------------------------
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, *, sha256: bytes | None = None) -> None:
         check_key(key)
-        digest = hashlib.sha256(data).digest()
+        digest = sha256 if sha256 is not None else hashlib.sha256(data).digest()
         known = self._index.get(key)
         if known is not None and known.sha256 == digest and known.length == len(data):
             return  # already durable: a put becomes visible only after its sync
-        self._group(_Put(key, data if type(data) is bytes else bytes(data), digest))
+        self._group(BlobPut(key, data if type(data) is bytes else bytes(data), digest))
 
-    def _commit(self, group: Sequence[_Put]) -> list[None]:
+    def put_many(self, puts: Sequence[BlobPut]) -> list[BaseException | None]:
+        """One write and one ``fdatasync`` for all of them, in the calling thread (the caller
+        gathered them: they do not queue behind the store's own group commit)."""
+        out: list[BaseException | None] = []
+        todo: list[BlobPut] = []
+        for p in puts:
+            try:
+                check_key(p.key)
+            except BlobError as exc:
+                out.append(exc)
+                continue
+            out.append(None)
+            todo.append(p if type(p.data) is bytes else BlobPut(p.key, bytes(p.data), p.sha256))
+        if todo:
+            try:
+                self._commit(todo)
+            except BaseException as exc:
+                return [exc if o is None else o for o in out]
+        return out
+
+    def _commit(self, group: Sequence[BlobPut]) -> list[None]:
         """Append every record of the group in one write, then one ``fdatasync``."""
         with self._write_lock:
             if self._closed:
@@ -230,10 +261,10 @@ class SegmentBlobStore(BlobStore):
                 raise BlobError(f"put failed: {exc}") from exc
         return [None] * len(group)
 
-    def _append(self, group: Sequence[_Put]) -> None:
+    def _append(self, group: Sequence[BlobPut]) -> None:
         if self._size >= self.segment_bytes:
             self._start_segment(self._active + 1)
-        todo: dict[str, _Put] = {}
+        todo: dict[str, BlobPut] = {}
         for item in group:
             known = self._index.get(item.key)
             if known is not None and known.sha256 == item.sha256:
@@ -255,7 +286,7 @@ class SegmentBlobStore(BlobStore):
         if not placed:
             return
         try:
-            _pwrite_all(fd, b"".join(parts), start)
+            _pwritev_all(fd, parts, start)
             os.fdatasync(fd)
         except BaseException:
             # Nothing of this group was acknowledged; do not leave half of it behind.

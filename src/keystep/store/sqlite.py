@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from keystep.sqlite_wal import enable_wal
 from keystep.store.base import (
     SCHEMA_VERSION,
     BatchRecord,
@@ -185,7 +186,7 @@ class SqliteRepository(Repository):
             )
             self.path.chmod(0o600)
             self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
+            enable_wal(self._db, timeout=busy_timeout_ms / 1000)
             # FULL: a commit is on disk before it returns, so an ack never precedes durability.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
@@ -195,7 +196,7 @@ class SqliteRepository(Repository):
         self._timeout = busy_timeout_ms / 1000
         self._lock = threading.Lock()
         self._readers_lock = threading.Lock()
-        self._group = GroupCommit(self._commit_group)
+        self._group = GroupCommit(self._commit_batches)
         # Readers get a connection per thread: in WAL mode they never wait for a commit.
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -252,7 +253,7 @@ class SqliteRepository(Repository):
         check_own(scope, "batches", record.contributor)
         return self._group((record, scope))
 
-    def _commit_group(
+    def _commit_batches(
         self, group: Sequence[tuple[BatchRecord, Scope]]
     ) -> list[BatchRecord | BaseException]:
         db = self._db
@@ -261,13 +262,11 @@ class SqliteRepository(Repository):
             try:
                 db.execute("BEGIN IMMEDIATE")
                 for record, scope in group:
-                    db.execute("SAVEPOINT one")
+                    # A refused INSERT undoes only itself (SQLite's default ABORT), and the
+                    # reads after it write nothing: no savepoint per row is needed.
                     try:
                         out.append(self._insert_batch(db, record, scope))
-                        db.execute("RELEASE one")
                     except (Conflict, sqlite3.IntegrityError) as exc:
-                        db.execute("ROLLBACK TO one")
-                        db.execute("RELEASE one")
                         out.append(exc)
                 db.execute("COMMIT")
             except BaseException:
@@ -277,6 +276,31 @@ class SqliteRepository(Repository):
         return out
 
     def _insert_batch(self, db: sqlite3.Connection, r: BatchRecord, scope: Scope) -> BatchRecord:
+        """Insert first (the common case: one statement); only a row already holding the batch
+        id or the device's seq is then looked up, to answer a retry or name the conflict."""
+        try:
+            db.execute(
+                f"INSERT INTO batches ({_BATCH_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    r.batch_id,
+                    r.device,
+                    r.seq,
+                    r.contributor,
+                    r.period,
+                    r.t_hour,
+                    r.manifest_version,
+                    r.redaction_version,
+                    json.dumps(list(r.kinds)),
+                    r.key_id,
+                    r.sha256,
+                    r.size,
+                    r.blob_key,
+                    _ts(r.received_at),
+                ),
+            )
+            return r
+        except sqlite3.IntegrityError:
+            pass
         row = db.execute(
             f"SELECT {_BATCH_COLS} FROM batches WHERE batch_id = ?", (r.batch_id,)
         ).fetchone()
@@ -295,26 +319,7 @@ class SqliteRepository(Repository):
         if row is not None:
             taken = _batch(row) if scope.sees("batches", row["contributor"]) else None
             raise Conflict(f"device {r.device} already sent seq {r.seq} as another batch", taken)
-        db.execute(
-            f"INSERT INTO batches ({_BATCH_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                r.batch_id,
-                r.device,
-                r.seq,
-                r.contributor,
-                r.period,
-                r.t_hour,
-                r.manifest_version,
-                r.redaction_version,
-                json.dumps(list(r.kinds)),
-                r.key_id,
-                r.sha256,
-                r.size,
-                r.blob_key,
-                _ts(r.received_at),
-            ),
-        )
-        return r
+        raise Conflict(f"batch {r.batch_id} was refused by a constraint of the batches table")
 
     def get_batch(self, batch_id: str, *, scope: Scope) -> BatchRecord | None:
         where, params = _visible(scope, "batches")

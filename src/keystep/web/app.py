@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from keystep import __version__
 from keystep.collector.credentials import ContributorTokens, StaffTokens
@@ -79,6 +81,23 @@ def open_collector(settings: Settings) -> Collector:
     return c
 
 
+class CollectorApp(FastAPI):
+    """The collector's FastAPI application, with batch uploads answered in front of it.
+
+    ``POST /v1/batches`` goes to :class:`~keystep.web.routes.batches.UploadPath` before
+    anything of the framework runs for the request (its telemetry check, error, body-limit
+    and exception middleware, routing): the hot path pays for none of them. Every other
+    request, and the lifespan, is the framework's as usual."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._front = batches.UploadPath(super().__call__)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self
+        await self._front(scope, receive, send)
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,7 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
             c.blobs.close()
             c.repo.close()
 
-    app = FastAPI(
+    app = CollectorApp(
         title="keystep collector",
         version=__version__,
         description="Sealed batch upload, enrollment, consent, a contributor's own data, "
@@ -107,6 +126,16 @@ def create_app(settings: Settings) -> FastAPI:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse({"detail": exc.reason}, status_code=exc.status, headers=headers)
 
-    for r in (health, metrics, enroll, batches, manifest, consent, me, forget, erase, lease, fleet):
+    for r in (health, metrics, enroll, manifest, consent, me, forget, erase, lease, fleet):
         app.include_router(r.router)
+    framework_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        first = app.openapi_schema is None
+        schema = framework_openapi()
+        if first:
+            batches.openapi_path(schema)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

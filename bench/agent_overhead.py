@@ -67,6 +67,18 @@ except KeyboardInterrupt:
     log.close()
 """
 
+PROFILED = """
+import cProfile, sys
+out = sys.argv[1]
+sys.argv = ["keystep", *sys.argv[2:]]
+from keystep.cli.main import main
+prof = cProfile.Profile()
+try:
+    prof.runcall(main)
+finally:
+    prof.dump_stats(out)
+"""
+
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -180,7 +192,12 @@ def watch_outbox(path: Path, seen: dict[str, float], stop_flag: threading.Event)
 
 
 def measure_agent(
-    display: str, geom: tuple[int, int], seconds: float, redact: bool, work: Path
+    display: str,
+    geom: tuple[int, int],
+    seconds: float,
+    redact: bool,
+    work: Path,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     from xsession import agent_env, unseal_all
 
@@ -190,15 +207,11 @@ def measure_agent(
         env["KEYSTEP_TEST_UNREDACTED"] = "1"
     elif not redactor_available():
         return {"name": "keystep (with redaction)", "note": "keystep.redact not available"}
+    cmd = [str(Path(sys.executable).with_name("keystep"))]
+    if profile is not None:  # cProfile of the recorder's main thread, dumped as it exits
+        cmd = [sys.executable, "-c", PROFILED, str(profile.with_suffix(f".{int(redact)}.prof"))]
     rec = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("keystep")),
-            "--home",
-            str(home.root),
-            "record",
-            "--display",
-            display,
-        ],
+        [*cmd, "--home", str(home.root), "record", "--display", display],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -221,7 +234,11 @@ def measure_agent(
     threads = per_thread(rec.pid, threads0, thread_cpu_seconds(rec.pid), t1 - t0)
     rss, nrss = peak_rss_mb(rec.pid), peak_rss_mb(naive.pid)
     naive.send_signal(2)
-    naive.wait(timeout=10)
+    try:
+        naive.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # its listeners can hang on a closing display
+        naive.kill()
+        naive.wait()
     rc, _out, err = stop_recorder(rec)
     time.sleep(0.5)
     flag.set()
@@ -281,6 +298,11 @@ def main() -> int:
         help="run the agent without screen redaction, with it, or both (one run each)",
     )
     ap.add_argument("--threads", action="store_true", help="also print the agent's CPU per thread")
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        help="write a cProfile of the agent's main thread to FILE.<redaction>.prof",
+    )
     args = ap.parse_args()
     modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.redaction]
     rows: list[dict[str, Any]] = []
@@ -289,7 +311,7 @@ def main() -> int:
         with tkapp(d, work / "app.json") as (_wid, _p):
             geom = (41, 62)
             for redact in modes:
-                got = measure_agent(d, geom, args.seconds, redact, work)
+                got = measure_agent(d, geom, args.seconds, redact, work, args.profile)
                 if "agent" in got:
                     rows += [got["agent"], got["naive"]]
                 else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from xsession import (
+    events_of,
     keystep,
     make_home,
     start_recorder,
@@ -129,3 +131,31 @@ def test_full_disk_keeps_what_was_recorded(tmp_path: Path) -> None:
             ]
     finally:
         subprocess.run(["umount", "-l", str(h.outbox_dir)], check=False)
+
+
+@pytest.mark.parametrize("wm", [False, True], ids=["no-wm", "openbox"])
+def test_display_going_away_stops_the_recorder_and_keeps_what_it_recorded(
+    tmp_path: Path, wm: bool
+) -> None:
+    """The X server ends under a running recorder (the session logs out, Xvfb crashes): it
+    must not go on claiming to record. It seals what it has, says why on one line, and
+    exits 1; its status says it stopped."""
+    h = make_home(tmp_path / "home")
+    with xvfb(":58", wm=wm) as d, tkapp(d, tmp_path / "app.json") as (w, _):
+        rec = start_recorder(h, d)
+        xdo(d, "mousemove", "--window", w, "100", "115", "click", "1")
+        xdo(d, "type", "--delay", "20", "before the end")
+        time.sleep(0.5)
+        subprocess.run(["pkill", "-f", f"Xvfb {d} "], check=False)
+        try:
+            rc = rec.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            rc = None
+        code, _out, err = stop_recorder(rec)
+    assert rc is not None, "the recorder went on after its display went away"
+    assert code == 1, err
+    assert err.count("\n") == 1 and "display" in err, err
+    status = json.loads(h.recorder_status.read_bytes())
+    assert status["state"] == "stopped", status
+    typed = [e.data["text"] for e in events_of(unseal_all(h)) if e.kind == "text.typed"]
+    assert typed == ["before the end"], typed

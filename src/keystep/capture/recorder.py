@@ -50,6 +50,7 @@ from keystep.capture.sources.base import (
     KEY_RELEASE,
     MOVE,
     SCROLL,
+    DisplayLost,
     RawInput,
     SourceError,
     WindowInfo,
@@ -183,6 +184,7 @@ class Recorder:
         self._forget_done: str | None = None
         self._state = "starting"
         self._stopping = False  # set once stopping: queued inputs are recorded without frames
+        self._lost: str | None = None  # why the display went away, once it has
         self.started = time.time()
         self.on_sealed: Callable[[str], None] | None = None
 
@@ -330,7 +332,10 @@ class Recorder:
             self._loop()
         finally:
             gc.unfreeze()
-            self.inputs.stop()
+            try:
+                self.inputs.stop()
+            except Exception as exc:  # whatever happens here, what was recorded is sealed
+                self._lost = self._lost or f"input sources did not stop cleanly: {exc}"
             # Inputs still queued are recorded, without frames: each kept frame costs up to
             # its redaction budget, and a stop must not wait on a backlog of them.
             self._stopping = True
@@ -344,9 +349,19 @@ class Recorder:
             raise RecorderError(
                 f"{len(self._unsent)} batch(es) could not be written: {self.errors[-1]}"
             )
+        if self._lost is not None:
+            raise RecorderError(f"{self._lost}; stopped, {self.counts.batches} batch(es) sealed")
         return 0
 
     def _loop(self) -> None:
+        try:
+            self._run_loop()
+        except DisplayLost as exc:
+            # Nothing more can be seen or attributed to a window: what was recorded is
+            # sealed as the recorder stops, and it says why (it must not claim to record).
+            self._lost = str(exc)
+
+    def _run_loop(self) -> None:
         end = self.started + self.duration if self.duration else None
         next_tick = 0.0
         next_status = 0.0
@@ -355,6 +370,9 @@ class Recorder:
             if end is not None and now >= end:
                 break
             if now >= next_tick:
+                failure = self.inputs.failure()
+                if failure is not None:
+                    raise DisplayLost(failure)
                 self._take_moves(now)
                 self._tick(now)
                 next_tick = now + TICK_S
@@ -392,13 +410,17 @@ class Recorder:
                 self._handle(move)
 
     def _drain(self) -> None:
-        while True:
-            try:
-                raw = self._q.get_nowait()
-            except queue.Empty:
-                break
-            self._take_input(raw)
-        self._take_moves(float("inf"))
+        try:
+            while True:
+                try:
+                    raw = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                self._take_input(raw)
+            self._take_moves(float("inf"))
+        except DisplayLost as exc:
+            # Inputs still queued cannot be checked against the focused window: dropped.
+            self._lost = self._lost or str(exc)
 
     def _finish(self) -> None:
         now = time.time()

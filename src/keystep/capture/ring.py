@@ -10,6 +10,7 @@ for (``trim``), so it usually holds one or two grabs (4 MB each at 1280x800).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import threading
 import time
 from collections import deque
@@ -79,7 +80,8 @@ class FrameRing:
         finally:
             with self._lock:
                 self._source = None
-            source.close()
+            with contextlib.suppress(Exception):  # a connection the server already closed
+                source.close()
 
     def push(self, grab: Grab) -> None:
         with self._lock:

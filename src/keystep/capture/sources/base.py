@@ -22,6 +22,11 @@ class SourceError(RuntimeError):
     """A source cannot start (no display, a missing extension, ...). One line, no content."""
 
 
+class DisplayLost(SourceError):
+    """The display a running source was reading from went away (the X server ended, the
+    session logged out): nothing more can be seen or attributed to a window."""
+
+
 @dataclass(frozen=True, slots=True)
 class RawInput:
     """One input as a source saw it, stamped with the wall clock when it arrived.
@@ -59,6 +64,11 @@ class InputSource(ABC):
 
     @abstractmethod
     def stop(self) -> None: ...
+
+    def failure(self) -> str | None:
+        """Why the source stopped delivering on its own since ``start`` (its display went
+        away), or None while it runs. Cheap: asked at every tick."""
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,8 +63,11 @@ class X11InputSource(InputSource):
         self._move_hz = move_hz
         self._listeners: list[Any] = []
         self._sampler: _PointerSampler | None = None
+        self._lost = False  # a listener's X connection broke while running
+        self._running = False
 
     def start(self, sink: InputSink) -> None:
+        self._lost, self._running = False, True
         os.environ["DISPLAY"] = self._display
         try:
             import Xlib.X
@@ -100,7 +103,15 @@ class X11InputSource(InputSource):
             base = Xlib.XK.keysym_to_string(base_sym) if base_sym else None
             return name, char, base
 
+        source = self
+
         class _Keyboard(KeyboardListener):  # type: ignore[misc,valid-type]
+            def run(self) -> None:
+                try:
+                    super().run()
+                except Exception:  # its X connection broke: the display went away
+                    source._lost = source._running
+
             def _handle_message(self, display: Any, event: Any, injected: bool) -> None:
                 t = time.time()
                 code = int(event.detail)
@@ -130,6 +141,12 @@ class X11InputSource(InputSource):
             # (ButtonPressMask, ButtonReleaseMask) = (4, 8) spans MotionNotify, Enter, Leave.
             _EVENTS = (Xlib.X.ButtonPress, Xlib.X.ButtonRelease)
             server_ms: int | None = None  # of the event being handled, for the callbacks
+
+            def run(self) -> None:
+                try:
+                    super().run()
+                except Exception:  # its X connection broke: the display went away
+                    source._lost = source._running
 
             def _handle_message(self, display: Any, event: Any, injected: bool) -> None:
                 self.server_ms = int(event.time)
@@ -186,12 +203,20 @@ class X11InputSource(InputSource):
                 raise SourceError(f"cannot follow the pointer on {self._display}: {exc}") from exc
             self._sampler.start()
 
+    def failure(self) -> str | None:
+        sampler = self._sampler
+        if self._lost or (sampler is not None and sampler.failed):
+            return f"lost the X display {self._display} (its server ended)"
+        return None
+
     def stop(self) -> None:
+        self._running = False
         if self._sampler is not None:
             self._sampler.stop()
             self._sampler = None
         for listener in self._listeners:
-            listener.stop()
+            with contextlib.suppress(Exception):  # its connection may be broken already
+                listener.stop()
         # pynput's RECORD thread may only notice the stop at the next X event; its threads
         # are daemons and the caller ignores anything delivered after stop, so don't wait long.
         for listener in self._listeners:
@@ -209,6 +234,7 @@ class _PointerSampler:
         self._idle_period = max(self._period, 1.0 / IDLE_HZ)
         self._sink = sink
         self._stopped = False
+        self.failed = False  # the X connection broke before stop()
         self._thread = threading.Thread(target=self._run, name="keystep-pointer", daemon=True)
 
     def start(self) -> None:
@@ -240,7 +266,7 @@ class _PointerSampler:
                         sink(RawInput(t, MOVE, x=pos[0], y=pos[1]))
                     last, moved = pos, t
         except Exception:
-            return  # the display went away; the listeners report that
+            self.failed = not self._stopped  # the display went away
         finally:
             with contextlib.suppress(Exception):
                 self._pointer.close()

@@ -14,14 +14,22 @@ SubstructureNotify), the window manager's stacking list, or a listed window's ti
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import Xlib.display
 import Xlib.error
 import Xlib.X
 import Xlib.Xatom
 
-from keystep.capture.sources.base import MonitorSource, SourceError, WindowInfo, WindowSource
+from keystep.capture.sources.base import (
+    DisplayLost,
+    MonitorSource,
+    SourceError,
+    WindowInfo,
+    WindowSource,
+)
 from keystep.model.batch import Monitor
 
 _MAX_TITLE = 512
@@ -46,10 +54,30 @@ def open_display(name: str) -> Xlib.display.Display:
         raise SourceError(f"cannot open X display {name}: {exc}") from exc
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _reports_loss(
+    method: Callable[Concatenate[X11WindowSource, P], R],
+) -> Callable[Concatenate[X11WindowSource, P], R]:
+    """A broken connection (the X server ended) becomes :class:`DisplayLost`."""
+
+    @functools.wraps(method)
+    def call(self: X11WindowSource, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except (Xlib.error.ConnectionClosedError, OSError) as exc:
+            raise DisplayLost(f"lost the X display {self._name} (its server ended)") from exc
+
+    return call
+
+
 class X11WindowSource(WindowSource):
     """One X connection, used by one thread only (python-xlib connections are not shared)."""
 
     def __init__(self, display: str) -> None:
+        self._name = display
         self._d = open_display(display)
         self._root = self._d.screen().root
         atom = self._d.intern_atom
@@ -99,6 +127,7 @@ class X11WindowSource(WindowSource):
             if wid in self._listed and ev.atom in self._describe_atoms:
                 self._visible = None
 
+    @_reports_loss
     def changed(self) -> bool:
         self._drain()
         dirty, self._focus_dirty = self._polling or self._focus_dirty, False
@@ -122,10 +151,12 @@ class X11WindowSource(WindowSource):
             new.change_attributes(event_mask=Xlib.X.PropertyChangeMask, onerror=gone)
         self._watched = handle
 
+    @_reports_loss
     def has_window_manager(self) -> bool:
         prop = self._root.get_full_property(self._check, Xlib.X.AnyPropertyType)
         return bool(prop and prop.value)
 
+    @_reports_loss
     def focused(self) -> int | None:
         prop = self._root.get_full_property(self._active, Xlib.Xatom.WINDOW)
         if prop is not None and len(prop.value):
@@ -156,6 +187,7 @@ class X11WindowSource(WindowSource):
             return None
         return None
 
+    @_reports_loss
     def describe(self, handle: int) -> WindowInfo | None:
         w = self._d.create_resource_object("window", handle)
         try:
@@ -195,6 +227,7 @@ class X11WindowSource(WindowSource):
             name = name.decode("latin-1")
         return str(name)[:_MAX_TITLE] if name else None
 
+    @_reports_loss
     def visible(self) -> list[WindowInfo]:
         # Events sent before the caller's last round trip (focused()) are all queued by now.
         self._drain()
@@ -242,7 +275,8 @@ class X11WindowSource(WindowSource):
         return out
 
     def close(self) -> None:
-        self._d.close()
+        with contextlib.suppress(Exception):  # a connection the server already closed
+            self._d.close()
 
 
 class X11MonitorSource(MonitorSource):

@@ -91,7 +91,7 @@ def generate(folder: Path, vault_dir: Path, batches: int, actions: int) -> None:
     vault = LocalVault.open(vault_dir, create=True, env={"KEYSTEP_MASTER_KEY": MASTER})
     grant_builder(vault)
     device = Device(vault, "bench", "dev-bench")
-    session = Session(1280, 800, seed=5, keep_screens=False, codec="webp")
+    session = Session(1280, 800, seed=5, keep_screens=False, codec="zstd-ppm")
     folder.mkdir(parents=True, exist_ok=True)
     for i, blob in enumerate(
         scripted_batches(device, session, batches=batches, actions_per_batch=actions)

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image, ImageDraw
 
+from keystep.model import frame_codec
 from keystep.model.batch import BatchContent, Monitor, encode_content
 from keystep.model.events import Event
 from keystep.policy.model import Principal
@@ -89,8 +90,10 @@ class Device:
 
 
 def png(img: Image.Image, codec: str = "png") -> bytes:
+    if codec == frame_codec.CODEC:  # what the recorder writes (capture/frames.py)
+        return frame_codec.encode_frame(img)
     buf = io.BytesIO()
-    if codec == "webp":  # what the recorder writes (capture/frames.py)
+    if codec == "webp":  # what recorders before zstd-ppm wrote
         img.save(buf, "WEBP", lossless=True, method=1, quality=10)
     else:
         img.save(buf, "PNG", compress_level=1)

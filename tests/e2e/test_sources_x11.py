@@ -16,11 +16,12 @@ from keystep.capture.sources.base import (
     BUTTON_DOWN,
     KEY_PRESS,
     MOVE,
+    DisplayLost,
     Grab,
     RawInput,
     WindowInfo,
 )
-from keystep.capture.sources.x11_input import X11InputSource, _PointerSampler, _XcbPointer
+from keystep.capture.sources.x11_input import X11InputSource, _XcbPointer
 from keystep.capture.sources.x11_screen import X11ScreenSource
 from keystep.capture.sources.x11_window import X11WindowSource
 
@@ -158,32 +159,32 @@ def test_inputs_and_focus_changes_carry_the_same_server_clock(tmp_path: Path) ->
     assert all(k.server_ms is not None and k.server_ms > max(changes) for k in keys)
 
 
-def test_pointer_is_sampled_at_the_rate_and_sees_where_it_stops() -> None:
+def test_pointer_samples_report_where_it_moved_and_where_it_stops() -> None:
     with xvfb(":64") as d:
-        got: queue.SimpleQueue[RawInput] = queue.SimpleQueue()
-        src = X11InputSource(d, move_hz=10)
-        src.start(got.put)
+        src = X11InputSource(d, pointer=True)
+        src.start(lambda raw: None)
+        moves = []
         try:
-            t0 = time.time()
-            for i in range(40):  # 100 moves/s for 0.4 s
-                xdo(d, "mousemove", str(100 + i), "200")
-                time.sleep(0.01)
-            xdo(d, "mousemove", "640", "400")
-            time.sleep(0.5)
-            t1 = time.time()
+            assert src.sample_pointer() is None  # the first question is only asked
+            assert src.sample_pointer() is None  # a first position: nothing moved yet
+            for i in range(20):
+                xdo(d, "mousemove", str(100 + 5 * i), "200")
+                t_moved = time.time()
+                time.sleep(0.02)
+                raw = src.sample_pointer()  # the answer to the previous question...
+                raw = src.sample_pointer() or raw  # ...and to one asked after the move
+                assert raw is not None and raw.kind == MOVE
+                # Stamped when the server was asked, which was after the move.
+                assert raw.t >= t_moved - 0.001
+                moves.append((raw.x, raw.y))
+            assert src.sample_pointer() is None  # still: nothing to report
         finally:
             src.stop()
             # pynput's RECORD threads notice the stop at their next event: give them one
             # before the server goes away.
             xdo(d, "key", "shift", "click", "1")
             time.sleep(0.5)
-        moves = []
-        while not got.empty():
-            raw = got.get()
-            if raw.kind == MOVE:
-                moves.append(raw)
-        assert moves and (moves[-1].x, moves[-1].y) == (640, 400)
-        assert len(moves) <= (t1 - t0) * 10 + 1
+    assert moves == [(100 + 5 * i, 200) for i in range(20)]
 
 
 def test_a_key_means_what_its_modifiers_make_it() -> None:
@@ -214,18 +215,22 @@ def test_a_key_means_what_its_modifiers_make_it() -> None:
     assert len({p.keycode for p in presses[:3]}) == 1
 
 
-def test_a_lost_server_ends_the_pointer_sampler_not_the_process() -> None:
-    # The sampler asks libxcb through ctypes: a broken connection must end its thread only.
-    got: list[RawInput] = []
+def test_a_lost_server_is_reported_by_the_pointer_sample_not_a_crash() -> None:
+    # The pointer is asked through libxcb (ctypes): a broken connection must raise, not end
+    # the process (as libX11 would).
     with xvfb(":64") as d:
-        sampler = _PointerSampler(d, 20, got.append)
-        assert isinstance(sampler._pointer, _XcbPointer)
-        sampler.start()
-        xdo(d, "mousemove", "10", "20")
-        time.sleep(0.3)
+        src = X11InputSource(d, pointer=True)
+        src.start(lambda raw: None)
+        assert isinstance(src._pointer, _XcbPointer)
+        src.sample_pointer()
     time.sleep(0.3)
-    sampler.stop()
-    assert [(r.x, r.y) for r in got][-1:] == [(10, 20)]
+    try:
+        with pytest.raises(DisplayLost, match="lost the X display"):
+            for _ in range(3):
+                src.sample_pointer()
+        assert src.failure() is not None
+    finally:
+        src.stop()
 
 
 def test_the_visible_window_list_is_cached_until_a_window_changes(tmp_path: Path) -> None:

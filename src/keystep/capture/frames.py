@@ -3,8 +3,8 @@
 Every batch starts with a keyframe (the whole virtual screen); each later frame is a patch
 holding only the bounding rectangle of what changed since the previous kept frame (``base``
 is that frame's index in the batch), so a reader rebuilds any frame by applying patches in
-order. Images are lossless WebP at low effort: on UI screenshots it is several times smaller
-than PNG at a similar CPU cost (bench/agent_overhead.py measures both).
+order. Images are zstd-compressed PPM (``keystep.model.frame_codec``): on UI screenshots as
+small as lossless WebP at a fraction of its CPU.
 
 Frames the screen redactor reads are converted to RGB whole (``encode``); without screen
 redaction the change is found on the raw grab and only the changed rectangle is converted,
@@ -23,13 +23,16 @@ import numpy.typing as npt
 from PIL import Image as PILImage
 
 from keystep.capture.sources.base import Grab
+from keystep.model import frame_codec
 
 Image = npt.NDArray[np.uint8]
 Rect = tuple[int, int, int, int]  # x, y, w, h in screen pixels
 
 # A patch bigger than this share of the screen is sent as a keyframe instead.
 KEYFRAME_SHARE: Final = 0.6
-CODEC: Final = "webp"
+CODEC: Final = frame_codec.CODEC
+# Decoded frames larger than this are refused: a frame claims to be a screen, not a bomb.
+MAX_PIXELS: Final = 16384 * 16384
 
 
 def to_rgb(grab: Grab) -> Image:
@@ -123,17 +126,21 @@ def encode_image(rgb: Image, codec: str = CODEC) -> bytes:
 
 
 def _encode_pil(img: PILImage.Image, codec: str) -> bytes:
+    if codec == frame_codec.CODEC:
+        return frame_codec.encode_frame(img)
+    # The codecs of earlier batches, for comparisons and tests.
     buf = io.BytesIO()
     if codec == "png":
         img.save(buf, format="PNG", compress_level=1)
-    else:
+    elif codec == "webp":
         img.save(buf, format="WEBP", lossless=True, method=1, quality=10)
+    else:
+        raise ValueError(f"unknown frame codec {codec!r}")
     return buf.getvalue()
 
 
 def decode_image(data: bytes) -> Image:
-    with PILImage.open(io.BytesIO(data)) as img:
-        return np.array(img.convert("RGB"), dtype=np.uint8)
+    return np.array(frame_codec.open_frame(data, max_pixels=MAX_PIXELS), dtype=np.uint8)
 
 
 def changed_rect(prev: Image, cur: Image) -> tuple[int, int, int, int] | None:

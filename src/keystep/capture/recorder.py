@@ -76,6 +76,9 @@ from keystep.seal.device import DeviceKeyError, load_device_key
 
 STATUS_SCHEMA: Final = "keystep-recorder-status/1"
 TICK_S: Final = 0.1
+# A pointer still for this long is sampled with the tick only, not at the manifest's rate;
+# the first move after a rest is then seen up to TICK_S late.
+POINTER_IDLE_AFTER_S: Final = 1.0
 STATUS_EVERY_S: Final = 1.0
 SCROLL_BURST_S: Final = 0.5
 # Grabs older than this before "now" are trimmed from the ring once the input queue is empty.
@@ -309,8 +312,7 @@ class Recorder:
 
         display = self.display
         self.ring = FrameRing(lambda: X11ScreenSource(display), rate_hz=self._ring_hz)
-        move_hz = self.manifest.pointer_rate_hz if POINTER_MOVE in self.manifest.kinds else None
-        self.inputs = X11InputSource(display, move_hz=move_hz)
+        self.inputs = X11InputSource(display, pointer=POINTER_MOVE in self.manifest.kinds)
         self.indicator = TrayIndicator(display)
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -362,25 +364,54 @@ class Recorder:
             self._lost = str(exc)
 
     def _run_loop(self) -> None:
+        """Wake at the tick (10 Hz), and at the pointer's sampling rate while it moves.
+
+        A wake-up costs more CPU than most of what it does (~100 us on a virtual machine),
+        so one wake serves the pointer sample, the inputs queued since the last one and the
+        tick. Inputs wait for it (at most one sampling period) only while the window source
+        times every focus change: an input handled late is then still placed in the window
+        it went to. Otherwise (no window manager: focus is the window under the pointer,
+        known only when asked) each input wakes this thread as it arrives.
+        """
         end = self.started + self.duration if self.duration else None
-        next_tick = 0.0
-        next_status = 0.0
+        next_tick = next_status = next_sample = 0.0
+        sampling = POINTER_MOVE in self.manifest.kinds
+        moved = 0.0
+        inputs, windows, q = self.inputs, self.windows, self._q
         while not self._stop.is_set():
             now = time.time()
             if end is not None and now >= end:
                 break
+            if sampling and now >= next_sample:
+                move = inputs.sample_pointer()
+                if move is not None:
+                    self._moves.append(move)
+                    moved = now
+                # A still pointer is looked at with the tick only.
+                fast = now - moved < POINTER_IDLE_AFTER_S
+                next_sample = now + (self._move_period if fast else TICK_S)
+            while not q.empty():
+                self._take_input(q.get_nowait())
             if now >= next_tick:
-                failure = self.inputs.failure()
+                failure = inputs.failure()
                 if failure is not None:
                     raise DisplayLost(failure)
                 self._take_moves(now)
                 self._tick(now)
                 next_tick = now + TICK_S
+                next_sample = min(next_sample, next_tick) if sampling else next_sample
             if now >= next_status:
                 self._write_status(now)
                 next_status = now + STATUS_EVERY_S
+            wake = min(next_tick, next_sample) if sampling else next_tick
+            timeout = max(0.0, wake - time.time())
+            if windows.times_focus_changes():
+                # Not Event.wait or a timed queue get: their timed lock waits cost more CPU
+                # than a sleep. A signal's stop is seen at the next wake (<= TICK_S).
+                time.sleep(timeout)
+                continue
             try:
-                raw = self._q.get(timeout=max(0.0, min(next_tick - time.time(), TICK_S)))
+                raw = q.get(timeout=timeout)
             except queue.Empty:
                 continue
             self._take_input(raw)

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from keystep.model.events import Event
+from keystep.model.frame_codec import FrameError, open_frame
 from keystep.trajectory.reduce import Issue
 
 IMAGE_FORMATS: Final = ("jpeg", "webp", "png")
@@ -69,11 +70,8 @@ class FrameRebuilder:
             self.issues.append(Issue("missing_frame", event.eid, f"frame index {idx!r:.20}"))
             return None
         try:
-            with Image.open(io.BytesIO(self.frames[idx])) as raw:
-                if raw.width * raw.height > MAX_PIXELS:
-                    raise ValueError("image too large")
-                img = raw.convert("RGB")
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+            img = open_frame(self.frames[idx], max_pixels=MAX_PIXELS)
+        except FrameError:
             self.issues.append(Issue("bad_frame", event.eid, f"frame {idx} does not decode"))
             return None
         base = d.get("base")

@@ -70,6 +70,12 @@ class InputSource(ABC):
         away), or None while it runs. Cheap: asked at every tick."""
         return None
 
+    def sample_pointer(self) -> RawInput | None:
+        """Where the pointer is, for a caller that samples it at its own cadence on its own
+        thread: a ``MOVE`` when it moved since the last sample, else None (also from sources
+        that follow no pointer). May raise :class:`DisplayLost`."""
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class Grab:
@@ -137,6 +143,13 @@ class WindowSource(ABC):
         the last call (same clock as ``RawInput.server_ms``; empty where the platform gives
         none)."""
         return []
+
+    def times_focus_changes(self) -> bool:
+        """Whether every focus change reaches ``take_focus_changes`` with its server time,
+        so that an input handled a little late can still be placed in the window it went to
+        (False: the focused window is known only as of the moment it is asked, so inputs
+        must be handled as they arrive)."""
+        return False
 
     @abstractmethod
     def describe(self, handle: int) -> WindowInfo | None:

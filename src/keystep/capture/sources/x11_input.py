@@ -7,10 +7,11 @@ one internal hook (``_handle_message``) that sees the raw X event.
 Pointer motion does not go through RECORD: every motion event (50-1000 a second, by mouse)
 would be parsed in Python only for most of them to be dropped by the manifest's rate, and
 that alone costs more than the rest of the agent (bench/agent_overhead.py). The mouse
-listener records buttons only (its ``_EVENTS`` narrowed), and a sampler thread asks the
-server where the pointer is at the manifest's rate, reporting a move when it changed. It asks
-through libxcb (ctypes) when it can: python-xlib builds and parses each request in Python,
-which costs about twice the CPU per sample.
+listener records buttons only (its ``_EVENTS`` narrowed), and the caller asks where the
+pointer is at the manifest's rate (:meth:`X11InputSource.sample_pointer`), on the thread and
+at the wake-ups it has anyway: on a virtual machine a thread's wake-up costs ~100 us of CPU,
+more than the question itself. It asks through libxcb (ctypes) when it can: python-xlib
+builds and parses each request in Python, which costs about twice the CPU per sample.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
-import threading
 import time
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar
 
 from keystep.capture.sources.base import (
     BUTTON_DOWN,
@@ -31,16 +31,12 @@ from keystep.capture.sources.base import (
     KEY_RELEASE,
     MOVE,
     SCROLL,
+    DisplayLost,
     InputSink,
     InputSource,
     RawInput,
     SourceError,
 )
-
-# After this long without motion the sampler slows down to IDLE_HZ (a still pointer costs
-# little); the first move after a rest is then reported up to 1/IDLE_HZ s late.
-IDLE_AFTER_S: Final = 1.0
-IDLE_HZ: Final = 5.0
 
 # A key's name, the character it types, and its unshifted character (see RawInput).
 _Meaning = tuple[str | None, str | None, str | None]
@@ -55,14 +51,17 @@ def _printable(ch: str | None) -> bool:
 class X11InputSource(InputSource):
     """RECORD-based listeners for one display (pynput reads ``DISPLAY``, so it is set here).
 
-    ``move_hz``: how often to sample the pointer position (None: no moves at all).
+    ``pointer``: follow the pointer, through :meth:`sample_pointer` on its own connection
+    (False: no moves at all).
     """
 
-    def __init__(self, display: str, *, move_hz: float | None = None) -> None:
+    def __init__(self, display: str, *, pointer: bool = False) -> None:
         self._display = display
-        self._move_hz = move_hz
+        self._follow_pointer = pointer
         self._listeners: list[Any] = []
-        self._sampler: _PointerSampler | None = None
+        self._pointer: _Pointer | None = None
+        self._asked: float | None = None  # when the question now pending was sent
+        self._last_pos: tuple[int, int] | None = None
         self._lost = False  # a listener's X connection broke while running
         self._running = False
 
@@ -195,25 +194,56 @@ class X11InputSource(InputSource):
                     self.stop()
                     raise SourceError(f"input listener did not start on {self._display}")
                 time.sleep(0.01)
-        if self._move_hz:
+        if self._follow_pointer:
             try:
-                self._sampler = _PointerSampler(self._display, self._move_hz, sink)
+                self._pointer = _open_pointer(self._display)
             except Exception as exc:
                 self.stop()
                 raise SourceError(f"cannot follow the pointer on {self._display}: {exc}") from exc
-            self._sampler.start()
+            self._asked = None
+            self._last_pos = None
+
+    def sample_pointer(self) -> RawInput | None:
+        # Pipelined: each call collects the answer to the question asked at the previous one
+        # (the server answered long before) and asks the next, so a sample never waits for
+        # the server. A position is stamped with the time it was asked for, when the server
+        # read it; the caller drops a sample older than an input it already handled (the
+        # input carries its own position).
+        pointer = self._pointer
+        if pointer is None:
+            return None
+        try:
+            if pointer.pipelined:
+                asked = self._asked
+                if asked is not None:
+                    pos = pointer.answer()
+                pointer.ask()
+                self._asked = time.time()
+                if asked is None:
+                    return None
+                t = asked
+            else:
+                pos = pointer.answer()
+                t = time.time()
+        except Exception as exc:
+            self._lost = self._running
+            raise DisplayLost(f"lost the X display {self._display} (its server ended)") from exc
+        last, self._last_pos = self._last_pos, pos
+        if last is None or pos == last:
+            return None
+        return RawInput(t, MOVE, x=pos[0], y=pos[1])
 
     def failure(self) -> str | None:
-        sampler = self._sampler
-        if self._lost or (sampler is not None and sampler.failed):
+        if self._lost:
             return f"lost the X display {self._display} (its server ended)"
         return None
 
     def stop(self) -> None:
         self._running = False
-        if self._sampler is not None:
-            self._sampler.stop()
-            self._sampler = None
+        if self._pointer is not None:
+            pointer, self._pointer = self._pointer, None
+            with contextlib.suppress(Exception):  # a connection the server already closed
+                pointer.close()
         for listener in self._listeners:
             with contextlib.suppress(Exception):  # its connection may be broken already
                 listener.stop()
@@ -223,57 +253,6 @@ class X11InputSource(InputSource):
             with contextlib.suppress(Exception):
                 listener.join(timeout=0.2)
         self._listeners = []
-
-
-class _PointerSampler:
-    """Polls the pointer position on its own X connection and thread; reports changes."""
-
-    def __init__(self, display: str, rate_hz: float, sink: InputSink) -> None:
-        self._pointer: _Pointer = _open_pointer(display)
-        self._period = 1.0 / rate_hz
-        self._idle_period = max(self._period, 1.0 / IDLE_HZ)
-        self._sink = sink
-        self._stopped = False
-        self.failed = False  # the X connection broke before stop()
-        self._thread = threading.Thread(target=self._run, name="keystep-pointer", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        # Pipelined: each wake-up collects the answer to the question asked at the previous
-        # one (the server answered long before) and asks the next, so a sample costs one
-        # wake-up, not two (the thread would sleep again waiting for the reply). A position
-        # is stamped with the time it was asked for, when the server read it; it reaches the
-        # recorder one period later, which drops a sample older than an input it already
-        # handled (the input carries its own position).
-        pointer, sink = self._pointer, self._sink
-        last: tuple[int, int] | None = None
-        try:
-            pointer.ask()
-            asked = moved = time.time()
-            while not self._stopped:
-                idle = asked - moved >= IDLE_AFTER_S
-                # Not Event.wait: its timed lock wait costs more CPU than a sleep (1.5-3x at
-                # 20 Hz, measured); stop() waits one period at most.
-                time.sleep(self._idle_period if idle else self._period)
-                pos = pointer.answer()
-                t = asked if pointer.pipelined else time.time()
-                pointer.ask()
-                asked = time.time()
-                if pos != last:
-                    if last is not None:
-                        sink(RawInput(t, MOVE, x=pos[0], y=pos[1]))
-                    last, moved = pos, t
-        except Exception:
-            self.failed = not self._stopped  # the display went away
-        finally:
-            with contextlib.suppress(Exception):
-                self._pointer.close()
-
-    def stop(self) -> None:
-        self._stopped = True
-        self._thread.join(timeout=self._idle_period + 1)
 
 
 class _Pointer(ABC):

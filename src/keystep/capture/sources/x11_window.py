@@ -138,6 +138,11 @@ class X11WindowSource(WindowSource):
         taken, self._focus_ms = self._focus_ms, []
         return taken
 
+    def times_focus_changes(self) -> bool:
+        # With an EWMH window manager, _NET_ACTIVE_WINDOW's PropertyNotify events carry the
+        # server time of each change; without one, focus is the window under the pointer.
+        return not self._polling
+
     def _watch(self, handle: int | None) -> None:
         """Listen for title changes of ``handle`` (and no longer of the previous window)."""
         if handle == self._watched:

@@ -85,22 +85,35 @@ def disk_speed(directory: Path, total_mb: int = 512) -> float:
         path.unlink()
 
 
-def checks_only(size: int, seconds: float) -> tuple[int, float, int]:
+def checks_only(size: int, seconds: float, threads: int = 1) -> tuple[int, float, int]:
     """What every upload must cost before anything is stored: parse the envelope, verify the
     device's Ed25519 signature (over the whole envelope, DESIGN.md envelope v1) and take its
-    SHA-256 — in one thread, as the signature check holds the interpreter lock. The ceiling
-    of one collector process on this CPU, whatever the store."""
+    SHA-256, in ``threads`` threads (both checks release the interpreter lock, so threads
+    use every core). The ceiling of one collector process on this CPU, whatever the store,
+    before any HTTP and with no client on the machine."""
     key = Ed25519PrivateKey.generate()
     public = key.public_key().public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
     )
     ((_, envelope),) = _seal_for([("ceiling", "ps-ceiling", "-", key)], size, 1)
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        verify_signature(parse_envelope(envelope), public)
-        hashlib.sha256(envelope).digest()
-        n += 1
-    return n, time.perf_counter() - t0, len(envelope)
+    counts = [0] * threads
+    deadline = time.perf_counter() + seconds
+
+    def work(i: int) -> None:
+        n = 0
+        while time.perf_counter() < deadline:
+            verify_signature(parse_envelope(envelope), public)
+            hashlib.sha256(envelope).digest()
+            n += 1
+        counts[i] = n
+
+    t0 = time.perf_counter()
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return sum(counts), time.perf_counter() - t0, len(envelope)
 
 
 def make_envelopes(
@@ -445,13 +458,16 @@ def main(argv: list[str] | None = None) -> int:
         spread = f"{disk:,.0f} ({speeds[0]:,.0f}-{speeds[2]:,.0f})"
         rows.append(("disk: sequential write + fsync (median of 3)", "-", "1 MiB writes", "-",
                      "-", spread, "100 %", "-"))  # fmt: skip
-        for size in sizes:
-            n, elapsed, mean = checks_only(size, min(args.seconds, 3.0))
+        cores = os.cpu_count() or 1
+        for size, threads in itertools.product(sizes, sorted({1, cores})):
+            n, elapsed, mean = checks_only(size, min(args.seconds, 3.0), threads)
             r = Result("checks", mean, n, elapsed)
             rows.append((
-                "ceiling: the checks alone (parse, Ed25519 verify, SHA-256), no store", "1 thread",
+                "ceiling: the checks alone (parse, Ed25519 verify, SHA-256), no store",
+                f"{threads} thread{'s' if threads > 1 else ''}",
                 f"{size // 1024} KB (mean {mean / 1024:.1f} KiB)", f"{n:,}", f"{r.per_s:,.0f}",
-                f"{r.mb_s:,.0f}", f"{100 * r.mb_s / disk:.0f} %", f"{1000 / r.per_s:.2f}",
+                f"{r.mb_s:,.0f}", f"{100 * r.mb_s / disk:.0f} %",
+                f"{1000 * threads / r.per_s:.2f}",
             ))  # fmt: skip
         backends: list[tuple[str, Callable[[Path], tuple[Repository, Callable[[], None]]]]] = []
         # The same stores as URLs for `keystep serve`: (url, a fresh handle, cleanup).

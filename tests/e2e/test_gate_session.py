@@ -111,3 +111,62 @@ def test_pause_exclusion_forget_and_withdrawal(tmp_path: Path) -> None:
         assert gone not in typed
     assert all(e.t >= t_forget - 11 * 60 for e in events)
     assert not any(e.kind != "gap" and e.t < t_forget - 0.5 for e in events)
+
+
+def test_an_idle_recorder_takes_a_pause_at_once(tmp_path: Path) -> None:
+    """An idle recorder ticks slower, but the gate's file watch wakes it: a pause and a
+    resume reach its status file within a fraction of a second, not at the next tick."""
+    home = make_home(tmp_path / "home")
+    with xvfb(":57", wm=True) as d, tkapp(d, tmp_path / "a.json") as (_w, _):
+        rec = start_recorder(home, d)
+        try:
+            time.sleep(3.0)  # idle: no input, a still pointer
+
+            def state_within(want: str, seconds: float) -> float:
+                t0 = time.monotonic()
+                while time.monotonic() - t0 < seconds:
+                    doc = json.loads(home.recorder_status.read_bytes())
+                    if doc["state"] == want:
+                        return time.monotonic() - t0
+                    time.sleep(0.01)
+                raise AssertionError(f"the recorder did not report {want!r} in {seconds} s")
+
+            assert keystep(home, "pause").returncode == 0
+            assert state_within("paused", 0.5) < 0.5
+            time.sleep(3.0)
+            assert keystep(home, "resume").returncode == 0
+            assert state_within("recording", 0.5) < 0.5
+        finally:
+            rc, _out, err = stop_recorder(rec)
+        assert rc == 0, err
+
+
+def test_keys_after_a_title_change_to_an_excluded_page_are_not_recorded(tmp_path: Path) -> None:
+    """The same window, a new title that is excluded (a bank's sign-in page loaded in the
+    browser tab being typed in): not one key typed after the change is recorded, though the
+    run it lands in began before it, and the title change arrives on another connection."""
+    home = make_home(tmp_path / "home")
+    assert keystep(home, "exclude", "--title", "^Online Banking", "--label", "bank").returncode == 0
+    with xvfb(":59", wm=True) as d, tkapp(d, tmp_path / "a.json") as (w, _):
+        rec = start_recorder(home, d)
+        try:
+            xdo(d, "windowactivate", "--sync", w)
+            xdo(d, "mousemove", "--window", w, "100", "115", "click", "1")
+            time.sleep(0.3)
+            for _ in range(3):
+                xdo(d, "type", "--delay", "40", "plain")
+                # No pause: the keys below follow the title change by milliseconds.
+                xdo(d, "set_window", "--name", "Online Banking - sign in", w)
+                xdo(d, "type", "--delay", "40", "bankkeys")
+                time.sleep(0.3)
+                xdo(d, "set_window", "--name", "keystep test app", w)
+                time.sleep(0.3)
+        finally:
+            rc, _out, err = stop_recorder(rec)
+        assert rc == 0, err
+    events = events_of(unseal_all(home))
+    typed = _typed(events)
+    assert "plain" in typed
+    assert not any(ch in typed for ch in "bk"), typed  # "plain" has neither
+    assert not any("Banking" in str(e.data.get("title")) for e in events)
+    assert sum(e.kind == "gap" for e in events) >= 3

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from keystep.capture.sources.base import WindowInfo
+from keystep.capture.watch import FolderWatch
 from keystep.home import Home
 from keystep.model.manifest import ExcludedApp, Manifest, ManifestError, load_manifest
 
@@ -28,6 +29,7 @@ BLOCKED: Final = "blocked"
 EXCLUDED: Final = "excluded"
 
 EXCLUSIONS_VERSION: Final = 1
+FULL_LOOK_S: Final = 1.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,12 @@ class Gate:
             "pause": str(home.pause_file),
             "exclusions": str(home.exclusions_file),
         }
+        files = [Path(p) for p in self._paths.values()]
+        # Told by the kernel when one of them changes: no stats while nothing does, and the
+        # recorder may sleep longer while idle (the watch's descriptor wakes it).
+        self.watch = FolderWatch({f.parent for f in files}, {f.name for f in files})
+        self._dirty = True  # a watched file changed since the last refresh
+        self._next_full = 0.0
         self.manifest = manifest
         self._manifest_exclusions = manifest.excluded_apps
         self._conditions: dict[str, Callable[[], bool]] = {}
@@ -148,7 +156,20 @@ class Gate:
         self._stamps[key] = stamp
         return True
 
+    def take_changes(self) -> None:
+        """Take what the watch has seen so far (the recorder does, after writing its own
+        status file beside the watched ones, so that its own write does not wake it)."""
+        self._dirty = self.watch.changed() or self._dirty
+
     def refresh(self, now: float, *, force: bool = False) -> None:
+        self.take_changes()
+        if not (force or self._dirty or now >= self._next_full):
+            if self.pause.until is not None:  # a pause for a while ends by the clock
+                self.pause = read_pause(self._home.pause_file, now)
+            return
+        # Every file is looked at again at least once a second whatever the watch says (a
+        # folder on a network file system hears nothing of other machines' writes).
+        self._dirty, self._next_full = False, now + FULL_LOOK_S
         h = self._home
         if self._changed("manifest") or force:
             try:

@@ -25,6 +25,7 @@ import json
 import os
 import queue
 import re
+import select
 import signal
 import threading
 import time
@@ -77,8 +78,12 @@ from keystep.seal.device import DeviceKeyError, load_device_key
 STATUS_SCHEMA: Final = "keystep-recorder-status/1"
 TICK_S: Final = 0.1
 # A pointer still for this long is sampled with the tick only, not at the manifest's rate;
-# the first move after a rest is then seen up to TICK_S late.
+# the first move after a rest is then seen up to one tick late.
 POINTER_IDLE_AFTER_S: Final = 1.0
+# With no input, no pointer move and no typing run for this long the tick slows down (when
+# the gate's file watch can wake the recorder): an idle recorder costs a third as much.
+IDLE_AFTER_S: Final = 2.0
+IDLE_TICK_S: Final = 0.25
 STATUS_EVERY_S: Final = 1.0
 SCROLL_BURST_S: Final = 0.5
 # Grabs older than this before "now" are trimmed from the ring once the input queue is empty.
@@ -364,20 +369,23 @@ class Recorder:
             self._lost = str(exc)
 
     def _run_loop(self) -> None:
-        """Wake at the tick (10 Hz), and at the pointer's sampling rate while it moves.
+        """Wake at the tick (10 Hz; 4 Hz while idle), and at the pointer's sampling rate
+        while it moves.
 
-        A wake-up costs more CPU than most of what it does (~100 us on a virtual machine),
-        so one wake serves the pointer sample, the inputs queued since the last one and the
-        tick. Inputs wait for it (at most one sampling period) only while the window source
-        times every focus change: an input handled late is then still placed in the window
-        it went to. Otherwise (no window manager: focus is the window under the pointer,
-        known only when asked) each input wakes this thread as it arrives.
+        A wake-up and the first system calls after it cost more CPU than most of what they
+        do (~100 us on a virtual machine), so one wake serves the pointer sample, the inputs
+        queued since the last one and the tick. Inputs wait for it only while the window
+        source times every focus change: an input handled late is then still placed in the
+        window it went to. Otherwise (no window manager: focus is the window under the
+        pointer, known only when asked) each input wakes this thread as it arrives, and the
+        tick stays at 10 Hz. The slower idle tick needs the gate's file watch: a change to
+        the pause, consent, manifest or exclusion files wakes this thread at once.
         """
         end = self.started + self.duration if self.duration else None
         next_tick = next_status = next_sample = 0.0
         sampling = POINTER_MOVE in self.manifest.kinds
-        moved = 0.0
-        inputs, windows, q = self.inputs, self.windows, self._q
+        moved = active = 0.0
+        inputs, windows, q, gate = self.inputs, self.windows, self._q, self.gate
         while not self._stop.is_set():
             now = time.time()
             if end is not None and now >= end:
@@ -386,35 +394,52 @@ class Recorder:
                 move = inputs.sample_pointer()
                 if move is not None:
                     self._moves.append(move)
-                    moved = now
-                # A still pointer is looked at with the tick only.
+                    moved = active = now
+                # A still pointer is looked at with the tick only (set below).
                 fast = now - moved < POINTER_IDLE_AFTER_S
-                next_sample = now + (self._move_period if fast else TICK_S)
+                next_sample = now + self._move_period if fast else float("inf")
             while not q.empty():
                 self._take_input(q.get_nowait())
+                active = now
+            deferred = windows.times_focus_changes()
+            watch = gate.watch.fileno() if deferred else None
             if now >= next_tick:
                 failure = inputs.failure()
                 if failure is not None:
                     raise DisplayLost(failure)
                 self._take_moves(now)
+                state = self._state
                 self._tick(now)
-                next_tick = now + TICK_S
+                if self._state != state:
+                    next_status = 0.0  # the status file says at once what changed
+                idle = (
+                    watch is not None
+                    and now - active >= IDLE_AFTER_S
+                    and self.typing.burst is None
+                    and self._held_move is None
+                )
+                next_tick = now + (IDLE_TICK_S if idle else TICK_S)
                 next_sample = min(next_sample, next_tick) if sampling else next_sample
             if now >= next_status:
                 self._write_status(now)
+                gate.take_changes()  # not woken by the status file just written beside them
                 next_status = now + STATUS_EVERY_S
             wake = min(next_tick, next_sample) if sampling else next_tick
             timeout = max(0.0, wake - time.time())
-            if windows.times_focus_changes():
+            if deferred:
                 # Not Event.wait or a timed queue get: their timed lock waits cost more CPU
-                # than a sleep. A signal's stop is seen at the next wake (<= TICK_S).
-                time.sleep(timeout)
+                # than a sleep. A signal's stop is seen at the next wake (<= IDLE_TICK_S).
+                if watch is None:
+                    time.sleep(timeout)
+                elif select.select([watch], [], [], timeout)[0]:
+                    next_tick = 0.0  # a watched file changed: take it in now
                 continue
             try:
                 raw = q.get(timeout=timeout)
             except queue.Empty:
                 continue
             self._take_input(raw)
+            active = time.time()
 
     def _take_input(self, raw: RawInput) -> None:
         """Handle an input after the pointer moves sampled before it; moves sampled before
@@ -509,8 +534,9 @@ class Recorder:
         dirty = self.windows.changed()
         if recheck or dirty or self._deferred:
             handle = self.windows.focused()
-            # A title change made before that reply arrives with it: look again.
-            dirty = self.windows.changed() or dirty
+            # A title change made before that reply arrives with it: look again. A change
+            # left for later (it came after the input then handled) is still to be read.
+            dirty = self.windows.changed() or dirty or self._deferred
         else:
             handle = w.handle
         self._focus_changes += self.windows.take_focus_changes()
@@ -628,6 +654,16 @@ class Recorder:
                 self._move(raw)
             else:
                 self._held_move = raw
+            return
+        # A key inside a run: a title change made before it (an excluded site loaded in the
+        # same window) applies to it. No round trip unless something changed; a change that
+        # ends the run makes this key the first of the next one.
+        if (
+            raw.kind == KEY_PRESS
+            and self.typing.burst is not None
+            and not self.typing.starts_burst(raw, self._win.rid)
+            and not self._observe(raw.t, recheck=False, input_ms=raw.server_ms)
+        ):
             return
         burst = raw.kind == KEY_PRESS and self.typing.starts_burst(raw, self._win.rid)
         key_action = raw.kind == KEY_PRESS and not burst and self.typing.starts_key_action(raw)

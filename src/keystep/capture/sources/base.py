@@ -139,9 +139,9 @@ class WindowSource(ABC):
         return True
 
     def take_focus_changes(self) -> list[int]:
-        """The display server's timestamps of the focus changes ``changed`` has seen since
-        the last call (same clock as ``RawInput.server_ms``; empty where the platform gives
-        none)."""
+        """The display server's timestamps of the focus changes, and of the focused window's
+        title changes, that ``changed`` has seen since the last call (same clock as
+        ``RawInput.server_ms``; empty where the platform gives none)."""
         return []
 
     def times_focus_changes(self) -> bool:

@@ -236,6 +236,9 @@ class X11InputSource(InputSource):
     def failure(self) -> str | None:
         if self._lost:
             return f"lost the X display {self._display} (its server ended)"
+        if self._running and not all(listener.is_alive() for listener in self._listeners):
+            # Not claiming to record what is no longer seen, whatever ended the thread.
+            return f"the input listener on {self._display} stopped"
         return None
 
     def stop(self) -> None:

@@ -94,7 +94,9 @@ class X11WindowSource(WindowSource):
         self._watched: int | None = None
         self._polling = True  # until focused() has found an EWMH active window
         self._focus_dirty = False
-        self._focus_ms: list[int] = []  # server times of _NET_ACTIVE_WINDOW changes, not taken
+        # Server times of _NET_ACTIVE_WINDOW changes and of the focused window's title
+        # changes, not taken yet.
+        self._focus_ms: list[int] = []
         self._visible: list[WindowInfo] | None = None
         self._restacked = False
         self._stack: list[int] = []  # the stacking list the cached windows came from
@@ -123,7 +125,10 @@ class X11WindowSource(WindowSource):
                     self._restacked = True
                 continue
             if wid == self._watched and ev.atom in self._title_atoms:
+                # A new title can make the same window excluded (a bank's page loaded in the
+                # browser): its time orders it against keys as a focus change's does.
                 self._focus_dirty = True
+                self._focus_ms.append(int(ev.time))
             if wid in self._listed and ev.atom in self._describe_atoms:
                 self._visible = None
 

@@ -7,9 +7,10 @@ A 1280x800 Xvfb with openbox and the Tk test app; a driver sends 10 actions/s (c
 typed keys, scrolls) and 50 pointer moves/s through XTEST. In the same run, side by side:
 `keystep record` (capture + gate + frames + seal + outbox) and a naive recorder (pynput, a
 PNG screenshot at every press, events as plain JSON lines, as older open-source recorders
-do). Prints ONE table: CPU (% of one core, the process and its threads), peak RSS, p50/p99
-input-to-outbox latency, frames kept, bytes per frame and per active hour. ``--threads``
-adds the agent's CPU per thread (names from ``py-spy dump`` when py-spy is installed).
+do). Prints ONE table: CPU (% of one core, the process and its threads) while driven and
+while idle (15 s with no input before the drive), peak RSS, p50/p99 input-to-outbox
+latency, frames kept, bytes per frame and per active hour. ``--threads`` adds the agent's
+CPU per thread (names from ``py-spy dump`` when py-spy is installed).
 """
 
 from __future__ import annotations
@@ -198,6 +199,7 @@ def measure_agent(
     redact: bool,
     work: Path,
     profile: Path | None = None,
+    idle_seconds: float = 15.0,
 ) -> dict[str, Any]:
     from xsession import agent_env, unseal_all
 
@@ -223,6 +225,10 @@ def measure_agent(
         [sys.executable, "-c", NAIVE, str(naive_dir)], env={**os.environ, "DISPLAY": display}
     )
     time.sleep(2)
+    # Idle first: both running, nobody at the keyboard, the pointer still.
+    i0, ni0, ti0 = cpu_seconds(rec.pid), cpu_seconds(naive.pid), time.monotonic()
+    time.sleep(idle_seconds)
+    i1, ni1, ti1 = cpu_seconds(rec.pid), cpu_seconds(naive.pid), time.monotonic()
     seen: dict[str, float] = {}
     flag = threading.Event()
     watcher = threading.Thread(target=watch_outbox, args=(home.outbox_db, seen, flag))
@@ -263,6 +269,7 @@ def measure_agent(
     agent = {
         "name": "keystep record" + (" (screen redaction on)" if redact else " (no redaction)"),
         "cpu": 100 * (cpu1 - cpu0) / elapsed,
+        "idle": 100 * (i1 - i0) / (ti1 - ti0),
         "rss": rss,
         "p50": statistics.median(lat) if lat else float("nan"),
         "p99": sorted(lat)[int(0.99 * (len(lat) - 1))] if lat else float("nan"),
@@ -276,6 +283,7 @@ def measure_agent(
     naive_row = {
         "name": "naive (pynput + PNG per press, plain)",
         "cpu": 100 * (ncpu1 - ncpu0) / elapsed,
+        "idle": 100 * (ni1 - ni0) / (ti1 - ti0),
         "rss": nrss,
         "p50": 0.0,
         "p99": 0.0,
@@ -324,8 +332,8 @@ def main() -> int:
         f"({os.cpu_count()} cores)"
     )
     head = (
-        f"{'recorder':44} {'CPU %core':>9} {'peak RSS MB':>11} {'p50 lat s':>9} "
-        f"{'p99 lat s':>9} {'frames':>6} {'B/frame':>8} {'MB/active h':>11}"
+        f"{'recorder':44} {'CPU %core':>9} {'idle %core':>10} {'peak RSS MB':>11} "
+        f"{'p50 lat s':>9} {'p99 lat s':>9} {'frames':>6} {'B/frame':>8} {'MB/active h':>11}"
     )
     print(head)
     print("-" * len(head))
@@ -334,8 +342,8 @@ def main() -> int:
             print(f"{r['name']:44} {r['note']}")
             continue
         print(
-            f"{r['name']:44} {r['cpu']:9.2f} {r['rss']:11.1f} {r['p50']:9.2f} {r['p99']:9.2f} "
-            f"{r['frames']:6d} {r['bpf']:8.0f} {r['bph'] / 1e6:11.1f}"
+            f"{r['name']:44} {r['cpu']:9.2f} {r['idle']:10.2f} {r['rss']:11.1f} {r['p50']:9.2f} "
+            f"{r['p99']:9.2f} {r['frames']:6d} {r['bpf']:8.0f} {r['bph'] / 1e6:11.1f}"
         )
     if args.threads:
         for r in rows:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from keystep.capture import gate as gate_module
 from keystep.capture.gate import BLOCKED, NO_CONSENT, PAUSED, RECORDING, Gate
 from keystep.capture.sources.base import WindowInfo
+from keystep.capture.watch import FolderWatch
 from keystep.home import Home, write_json
 from keystep.model.manifest import default_manifest
 
@@ -82,3 +86,31 @@ def test_exclusions_from_manifest_local_file_and_broken_file(tmp_path: Path) -> 
     gate.refresh(2.0)
     assert gate.excluded(WindowInfo(3, "Xterm", "shell", 3, None))  # fail safe: all excluded
     assert not gate.excluded(None)
+
+
+@pytest.mark.parametrize("watch", ["kernel", "polling"])
+def test_a_change_is_seen_at_the_next_refresh_and_nothing_is_read_when_none_came(
+    tmp_path: Path, watch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the kernel's watch a pause or a withdrawal is seen at the very next refresh and
+    a refresh with no change reads nothing; a gate whose watch cannot be set up (here: a
+    folder that does not exist) looks at every file at every refresh instead."""
+    home, gate = _home(tmp_path)
+    if watch == "polling":
+        gate.watch = FolderWatch([tmp_path / "absent"], ["pause.json"])
+    assert (gate.watch.fileno() is None) == (watch == "polling")
+    looks: list[str] = []
+    real_stamp = gate_module._stamp
+    monkeypatch.setattr(gate_module, "_stamp", lambda p: looks.append(p) or real_stamp(p))
+    gate.refresh(100.0)
+    assert gate.state(100.0) == RECORDING
+    looks.clear()
+    gate.refresh(100.01)  # well within the once-a-second full look
+    assert (looks == []) == (watch == "kernel")
+    write_json(home.pause_file, {"version": 1, "since": 100.0, "until": None})
+    gate.refresh(100.02)
+    assert gate.state(100.02) == PAUSED
+    home.pause_file.unlink()
+    write_json(home.consent_file, {"state": "withdrawn"})
+    gate.refresh(100.03)
+    assert gate.state(100.03) == NO_CONSENT

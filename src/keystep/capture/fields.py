@@ -67,16 +67,20 @@ class AnyProbe(FieldProbe):
             p.close()
 
 
-def default_probe() -> FieldProbe:
-    """Every probe this platform offers; none of them blocks or fails the caller."""
-    return AnyProbe([PtyEchoProbe(), AtspiFocusProbe(), ScreenFocusProbe()])
+def default_probe(screen: ScreenFocusBoard | None = None) -> FieldProbe:
+    """Every probe this platform offers; none of them blocks or fails the caller. With
+    ``screen``, also what the kept frames say (the board the recorder's redaction posts to)."""
+    probes: list[FieldProbe] = [PtyEchoProbe(), AtspiFocusProbe()]
+    if screen is not None:
+        probes.append(ScreenFocusProbe(screen))
+    return AnyProbe(probes)
 
 
 class ScreenFocusBoard:
     """The screen redactor's word on the focused field, from the frame kept last: the
-    recorder clears it at a typing run's first key, keeps that key's frame (the redaction
+    recorder clears it at a typing run's first key, keeps that key's frame (its redaction
     adapter posts what it shows), then asks the probes. No frame kept for the run (the
-    frame cap): no word."""
+    frame cap): no word. One per recorder, handed to its redaction and its probes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -98,17 +102,12 @@ class ScreenFocusBoard:
             return self._last
 
 
-SCREEN_FOCUS: Final = ScreenFocusBoard()
-"""Shared by the recorder's redaction adapter (``keystep.capture.redaction``), which posts,
-and ``ScreenFocusProbe``, which reads: one recorder per process."""
-
-
 class ScreenFocusProbe(FieldProbe):
     """What the pixels of the frame kept at the run's first key say: the field that took
     the focus (it gained a focus ring or a caret) has a label naming a secret ("PIN",
     "Password"). For toolkits that tell nothing else (Tk, Swing without an ATK bridge)."""
 
-    def __init__(self, board: ScreenFocusBoard = SCREEN_FOCUS) -> None:
+    def __init__(self, board: ScreenFocusBoard) -> None:
         self._board = board
 
     def password_state(self, window: WindowInfo) -> bool | None:

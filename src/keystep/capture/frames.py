@@ -31,16 +31,14 @@ Rect = tuple[int, int, int, int]  # x, y, w, h in screen pixels
 # A patch bigger than this share of the screen is sent as a keyframe instead.
 KEYFRAME_SHARE: Final = 0.6
 CODEC: Final = frame_codec.CODEC
-# Decoded frames larger than this are refused: a frame claims to be a screen, not a bomb.
-MAX_PIXELS: Final = 16384 * 16384
 
 
 def to_rgb(grab: Grab) -> Image:
     """BGRA bytes to a writable HxWx3 RGB array (Pillow's raw decoder does it in C)."""
-    return np.array(_pil_rect(grab, (0, 0, grab.w, grab.h)), dtype=np.uint8)
+    return np.array(pil_rect(grab, (0, 0, grab.w, grab.h)), dtype=np.uint8)
 
 
-def _pil_rect(grab: Grab, rect: Rect) -> PILImage.Image:
+def pil_rect(grab: Grab, rect: Rect) -> PILImage.Image:
     """``rect`` of the grab as an RGB Pillow image, decoded straight from the raw buffer: the
     raw decoder reads each row at the grab's stride, so nothing else is copied or converted."""
     x, y, w, h = rect
@@ -48,11 +46,6 @@ def _pil_rect(grab: Grab, rect: Rect) -> PILImage.Image:
     start = y * stride + x * 4
     view = np.frombuffer(grab.bgra, np.uint8, (h - 1) * stride + w * 4, start)
     return PILImage.frombuffer("RGB", (w, h), view, "raw", "BGRX", stride, 1)
-
-
-def rgb_rect(grab: Grab, rect: Rect) -> Image:
-    """Only ``rect`` of the grab, as a writable RGB array: the rest is never converted."""
-    return np.array(_pil_rect(grab, rect), dtype=np.uint8)
 
 
 def _pixels(grab: Grab) -> npt.NDArray[np.uint32]:
@@ -140,7 +133,7 @@ def _encode_pil(img: PILImage.Image, codec: str) -> bytes:
 
 
 def decode_image(data: bytes) -> Image:
-    return np.array(frame_codec.open_frame(data, max_pixels=MAX_PIXELS), dtype=np.uint8)
+    return np.array(frame_codec.open_frame(data), dtype=np.uint8)
 
 
 def changed_rect(prev: Image, cur: Image) -> tuple[int, int, int, int] | None:
@@ -219,13 +212,13 @@ class FrameEncoder:
                 rect = (0, 0, 1, 1)  # unchanged: a one-pixel patch keeps "one image per frame"
             x, y, pw, ph = rect
             if pw * ph <= KEYFRAME_SHARE * w * h:
-                patch = _pil_rect(grab, rect)
+                patch = pil_rect(grab, rect)
                 _black_out(patch, (x, y), blackout)
                 return EncodedFrame(
                     {"rect": [x, y, pw, ph], "base": base, "w": w, "h": h},
                     _encode_pil(patch, self.codec),
                 )
-        full = _pil_rect(grab, (0, 0, w, h))
+        full = pil_rect(grab, (0, 0, w, h))
         _black_out(full, (0, 0), blackout)
         return EncodedFrame({"rect": [0, 0, w, h], "w": w, "h": h}, _encode_pil(full, self.codec))
 

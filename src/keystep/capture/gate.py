@@ -113,8 +113,8 @@ class Gate:
 
     def __init__(self, home: Home, manifest: Manifest) -> None:
         self._home = home
-        # Looked at every 100 ms: the paths are made once (a Path per look costs more than
-        # the stat).
+        # Looked at up to ten times a second: the paths are made once (a Path per look costs
+        # more than the stat).
         self._paths = {
             "manifest": str(home.manifest_file),
             "consent": str(home.consent_file),

@@ -10,8 +10,6 @@ selection there is no tray, nothing is shown, and ``keystep status`` says so.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import select
 import threading
 from typing import Any, Final
@@ -21,6 +19,8 @@ import Xlib.error
 import Xlib.protocol.event
 import Xlib.X
 import Xlib.Xutil
+
+from keystep.capture.wakeup import Wakeup
 
 SYSTEM_TRAY_REQUEST_DOCK: Final = 0
 XEMBED_MAPPED: Final = 1
@@ -43,9 +43,7 @@ class TrayIndicator:
         self._stop = threading.Event()
         self._want = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()  # guards the pipe's write end against its closing
-        self._wake_r: int | None = None
-        self._wake_w: int | None = None
+        self._wakeup: Wakeup | None = None
         self.status = "none: not started"
 
     def start(self) -> str:
@@ -61,11 +59,9 @@ class TrayIndicator:
             d.close()
             self.status = "none: the tray did not answer"
             return self.status
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wakeup = Wakeup()
         self._thread = threading.Thread(
-            target=self._run, args=(d, self._wake_r), daemon=True, name="keystep-indicator"
+            target=self._run, args=(d, self._wakeup), daemon=True, name="keystep-indicator"
         )
         self.status = SHOWN if self._tray.owner is not None else NO_TRAY
         self._thread.start()
@@ -78,16 +74,10 @@ class TrayIndicator:
             self._want.set()
         else:
             self._want.clear()
-        self._wake()
+        if self._wakeup is not None:
+            self._wakeup.wake()
 
-    def _wake(self) -> None:
-        with self._lock:
-            if self._wake_w is not None:
-                # A full pipe already holds a wake-up.
-                with contextlib.suppress(BlockingIOError):
-                    os.write(self._wake_w, b"\0")
-
-    def _run(self, d: Any, wake: int) -> None:
+    def _run(self, d: Any, wakeup: Wakeup) -> None:
         tray = self._tray
         try:
             while not self._stop.is_set():
@@ -97,10 +87,9 @@ class TrayIndicator:
                 # Replies read while syncing can leave events queued in Xlib, not the socket.
                 if d.pending_events():
                     continue
-                ready, _, _ = select.select([d.fileno(), wake], [], [])
-                if wake in ready:
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(wake, 4096)
+                ready, _, _ = select.select([d.fileno(), wakeup.fileno()], [], [])
+                if wakeup.fileno() in ready:
+                    wakeup.drain()
         except (Xlib.error.ConnectionClosedError, OSError):
             return
         finally:
@@ -113,16 +102,15 @@ class TrayIndicator:
     def stop(self) -> None:
         self._want.clear()
         self._stop.set()
-        self._wake()
+        if self._wakeup is not None:
+            self._wakeup.wake()
         if self._thread is not None:
             self._thread.join(timeout=2)
             if self._thread.is_alive():
                 return  # stuck in X: leave the pipe to it rather than close it under it
-        with self._lock:
-            for fd in (self._wake_r, self._wake_w):
-                if fd is not None:
-                    os.close(fd)
-            self._wake_r = self._wake_w = None
+        if self._wakeup is not None:
+            self._wakeup.close()
+            self._wakeup = None
 
 
 class _Tray:

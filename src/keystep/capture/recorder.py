@@ -1,13 +1,14 @@
 """The recorder: sources → gate → typed text and frames → redaction → batcher → seal → outbox.
 
-Threads: pynput's two RECORD listeners, the pointer sampler and the screen ring only put raw
-input or pixels in memory, and the tray indicator only shows or hides its icon; everything
-else runs on the calling (main) thread, which also receives SIGINT and SIGTERM. That thread
-ticks at least every 100 ms to re-read the pause, consent and exclusion files, take focus
-and title changes the window source reported, show the indicator, and close batches that
-are due; pointer moves wait for that tick or the next input, in time order, rather than
-waking it at the sampling rate. Focus is asked of the X server afresh (a round trip) at every
-button press, scroll, first key of a typing run, special key or hotkey, and kept frame.
+Threads: pynput's two RECORD listeners and the screen ring only put raw input or pixels in
+memory, and the tray indicator only shows or hides its icon; everything else runs on the
+calling (main) thread, which also receives SIGINT and SIGTERM. That thread samples the
+pointer at the manifest's rate while it moves, and ticks (10 Hz; 4 Hz while idle, when the
+gate's file watch wakes it on any change) to re-read the pause, consent and exclusion
+files, take focus and title changes the window source reported, show the indicator, and
+close batches that are due (``_run_loop``). Focus is asked of the X server afresh (a round
+trip) at every button press, scroll, first key of a typing run, special key or hotkey, and
+kept frame; every other key checks the changes the window source has already received.
 
 Crash-loss bound: a ``kill -9`` loses at most the batch in assembly (``manifest.batching``:
 at most ``max_seconds`` of activity, default 15 s, plus up to 10 s while a typing run
@@ -37,7 +38,7 @@ from types import FrameType
 from typing import Any, Final
 
 from keystep.capture.batcher import Batcher
-from keystep.capture.fields import SCREEN_FOCUS, FieldProbe, default_probe
+from keystep.capture.fields import FieldProbe, ScreenFocusBoard, default_probe
 from keystep.capture.frames import FrameEncoder, FrameRate, Image, to_rgb
 from keystep.capture.gate import BLOCKED, NO_CONSENT, PAUSED, RECORDING, Gate, read_consent
 from keystep.capture.indicator import TrayIndicator
@@ -161,8 +162,8 @@ class Recorder:
         self._ring_hz = ring_hz
         self._stop = threading.Event()
         self._q: queue.SimpleQueue[RawInput] = queue.SimpleQueue()
-        # Pointer moves wait here, not in the queue: they are taken in time order before the
-        # next input or tick, instead of waking this thread at the pointer's rate.
+        # Pointer samples wait here: they are taken in time order before the next input or
+        # tick (a sample is delivered one period after the server read it).
         self._moves: deque[RawInput] = deque()
         # Pointer samples older than this are dropped when they arrive: an input, a window change
         # or the end of a gap was handled after them (the sampler delivers a position one
@@ -193,6 +194,9 @@ class Recorder:
         self._state = "starting"
         self._stopping = False  # set once stopping: queued inputs are recorded without frames
         self._lost: str | None = None  # why the display went away, once it has
+        # What the kept frames say of the focused field: posted by the redaction, read by
+        # the field probes at a run's first key.
+        self._screen_focus = ScreenFocusBoard()
         self.started = time.time()
         self.on_sealed: Callable[[str], None] | None = None
 
@@ -237,14 +241,14 @@ class Recorder:
         except OutboxError as exc:
             raise RecorderError(str(exc)) from exc
         try:
-            self.redaction = Redaction(self.manifest)
+            self.redaction = Redaction(self.manifest, focus=self._screen_focus)
         except RuntimeError as exc:
             raise RecorderError(str(exc)) from exc
         self._check_display()
         self.gate = Gate(self.home, self.manifest)
         self.batcher = Batcher(self.manifest)
         self.typing = TypingAssembler()
-        self.fields: FieldProbe = default_probe()
+        self.fields: FieldProbe = default_probe(self._screen_focus)
         self.frame_rate = FrameRate(self.manifest.max_fps)
         self.encoder = FrameEncoder()
         self._move_period = 1.0 / max(self.manifest.pointer_rate_hz, 0.1)
@@ -328,7 +332,7 @@ class Recorder:
             if SCREEN_FRAME in self.manifest.kinds:
                 self.ring.start()
             try:
-                self.inputs.start(self._put)
+                self.inputs.start(self._q.put)
             except SourceError as exc:
                 raise RecorderError(str(exc)) from exc
             self.indicator_status = self.indicator.start()
@@ -447,13 +451,6 @@ class Recorder:
         self._take_moves(raw.t)
         self._handle(raw)
         self._moves_after = max(self._moves_after, raw.t)
-
-    def _put(self, raw: RawInput) -> None:
-        """The input sink (called on the sources' threads)."""
-        if raw.kind == MOVE:
-            self._moves.append(raw)
-        else:
-            self._q.put(raw)
 
     def _take_moves(self, until: float) -> None:
         """Handle the pointer moves sampled up to ``until`` (one sampler: they come in order).
@@ -657,10 +654,13 @@ class Recorder:
             return
         # A key inside a run: a title change made before it (an excluded site loaded in the
         # same window) applies to it. No round trip unless something changed; a change that
-        # ends the run makes this key the first of the next one.
+        # ends the run makes this key the first of the next one. Only where changes carry
+        # server times: a source that cannot tell (no window manager) would answer every
+        # key with a round trip, and the tick looks at it anyway.
         if (
             raw.kind == KEY_PRESS
             and self.typing.burst is not None
+            and self.windows.times_focus_changes()
             and not self.typing.starts_burst(raw, self._win.rid)
             and not self._observe(raw.t, recheck=False, input_ms=raw.server_ms)
         ):
@@ -707,7 +707,7 @@ class Recorder:
             if burst:
                 # The screen's word on the field is the one this run's own frame gives (a
                 # frame kept for an earlier key showed the screen before that key).
-                SCREEN_FOCUS.clear()
+                self._screen_focus.clear()
             if burst or key_action:
                 self._attach_frame(raw.t, raw.server_ms)
                 if self._win.excluded:

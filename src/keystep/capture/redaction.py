@@ -14,7 +14,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from keystep.capture.fields import SCREEN_FOCUS
+from keystep.capture.fields import ScreenFocusBoard
 from keystep.capture.sources.base import WindowInfo
 from keystep.model.manifest import Manifest
 
@@ -31,7 +31,15 @@ class RedactionUnavailable(RuntimeError):
 class Redaction:
     """Adapter over ``keystep.redact.Redactor`` (or the explicit test pass-through)."""
 
-    def __init__(self, manifest: Manifest, *, passthrough: bool | None = None) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        *,
+        passthrough: bool | None = None,
+        focus: ScreenFocusBoard | None = None,
+    ) -> None:
+        """``focus``: where to post what each redacted frame says of the focused field."""
+        self._focus = focus
         self.version = manifest.redaction_version
         self.screen = bool(manifest.redaction.get("screen", True))
         if passthrough is None:
@@ -114,16 +122,16 @@ class Redaction:
             return None
         # Tk, Swing and other toolkits say nothing about a password field, nor does a
         # terminal in raw mode: the pixels may (the focused field's label, a prompt).
-        try:
-            SCREEN_FOCUS.post(
-                self._redactor.typing_is_secret(
+        if self._focus is not None:
+            try:
+                secret = self._redactor.typing_is_secret(
                     window_key,
                     result,
                     app=window.app if window else None,
                     area=window.geometry if window else None,
                 )
-            )
-        except Exception:
-            SCREEN_FOCUS.post(None)  # a heuristic's failure must not cost the frame
+            except Exception:
+                secret = None  # a heuristic's failure must not cost the frame
+            self._focus.post(secret)
         # The redactor's count already includes the blackout rectangles it was given.
         return np.asarray(result.image, dtype=np.uint8), len(result.boxes)

@@ -17,8 +17,6 @@ from keystep.trajectory.reduce import Issue
 IMAGE_FORMATS: Final = ("jpeg", "webp", "png")
 # Canvases kept for patches whose base is not the frame just before them.
 CANVAS_CACHE: Final = 4
-# Decoded images larger than this are refused: a frame claims to be a screen, not a bomb.
-MAX_PIXELS: Final = 16384 * 16384
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +68,7 @@ class FrameRebuilder:
             self.issues.append(Issue("missing_frame", event.eid, f"frame index {idx!r:.20}"))
             return None
         try:
-            img = open_frame(self.frames[idx], max_pixels=MAX_PIXELS)
+            img = open_frame(self.frames[idx])
         except FrameError:
             self.issues.append(Issue("bad_frame", event.eid, f"frame {idx} does not decode"))
             return None

@@ -20,6 +20,8 @@ from PIL import Image, UnidentifiedImageError
 
 CODEC: Final = "zstd-ppm"
 LEVEL: Final = 3
+# Larger frames are refused when read: a frame claims to be a screen, not a bomb.
+MAX_PIXELS: Final = 16384 * 16384
 ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
 _PPM_HEADER_MAX: Final = 32
 
@@ -45,7 +47,7 @@ def encode_frame(image: Image.Image) -> bytes:
     return _compressor().compress(b"P6\n%d %d\n255\n" % (w, h) + image.tobytes())
 
 
-def open_frame(data: bytes, *, max_pixels: int) -> Image.Image:
+def open_frame(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """The RGB image of one frame of any codec keystep has written; :class:`FrameError`
     for bytes that are not one, or claim more than ``max_pixels`` (a screen, not a bomb)."""
     if data[:4] == ZSTD_MAGIC:

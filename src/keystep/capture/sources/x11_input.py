@@ -22,7 +22,7 @@ import ctypes.util
 import os
 import time
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any
 
 from keystep.capture.sources.base import (
     BUTTON_DOWN,
@@ -31,12 +31,12 @@ from keystep.capture.sources.base import (
     KEY_RELEASE,
     MOVE,
     SCROLL,
-    DisplayLost,
     InputSink,
     InputSource,
     RawInput,
     SourceError,
 )
+from keystep.capture.sources.x11_window import display_lost
 
 # A key's name, the character it types, and its unshifted character (see RawInput).
 _Meaning = tuple[str | None, str | None, str | None]
@@ -104,13 +104,17 @@ class X11InputSource(InputSource):
 
         source = self
 
-        class _Keyboard(KeyboardListener):  # type: ignore[misc,valid-type]
+        class _Guarded:
+            """A listener whose thread ends quietly when its X connection breaks (the display
+            went away), and says so through :meth:`X11InputSource.failure`."""
+
             def run(self) -> None:
                 try:
-                    super().run()
-                except Exception:  # its X connection broke: the display went away
+                    super().run()  # type: ignore[misc]
+                except Exception:
                     source._lost = source._running
 
+        class _Keyboard(_Guarded, KeyboardListener):  # type: ignore[misc,valid-type]
             def _handle_message(self, display: Any, event: Any, injected: bool) -> None:
                 t = time.time()
                 code = int(event.detail)
@@ -135,17 +139,11 @@ class X11InputSource(InputSource):
                     )
                 )
 
-        class _Buttons(MouseListener):  # type: ignore[misc,valid-type]
+        class _Buttons(_Guarded, MouseListener):  # type: ignore[misc,valid-type]
             # pynput passes these as RECORD's device-event range (first, last); its default
             # (ButtonPressMask, ButtonReleaseMask) = (4, 8) spans MotionNotify, Enter, Leave.
             _EVENTS = (Xlib.X.ButtonPress, Xlib.X.ButtonRelease)
             server_ms: int | None = None  # of the event being handled, for the callbacks
-
-            def run(self) -> None:
-                try:
-                    super().run()
-                except Exception:  # its X connection broke: the display went away
-                    source._lost = source._running
 
             def _handle_message(self, display: Any, event: Any, injected: bool) -> None:
                 self.server_ms = int(event.time)
@@ -213,29 +211,23 @@ class X11InputSource(InputSource):
         if pointer is None:
             return None
         try:
-            if pointer.pipelined:
-                asked = self._asked
-                if asked is not None:
-                    pos = pointer.answer()
-                pointer.ask()
-                self._asked = time.time()
-                if asked is None:
-                    return None
-                t = asked
-            else:
-                pos = pointer.answer()
-                t = time.time()
+            asked = self._asked
+            pos = pointer.answer() if asked is not None else None
+            pointer.ask()
+            self._asked = time.time()
         except Exception as exc:
             self._lost = self._running
-            raise DisplayLost(f"lost the X display {self._display} (its server ended)") from exc
+            raise display_lost(self._display) from exc
+        if asked is None or pos is None:
+            return None  # the first question is only asked
         last, self._last_pos = self._last_pos, pos
         if last is None or pos == last:
             return None
-        return RawInput(t, MOVE, x=pos[0], y=pos[1])
+        return RawInput(asked, MOVE, x=pos[0], y=pos[1])
 
     def failure(self) -> str | None:
         if self._lost:
-            return f"lost the X display {self._display} (its server ended)"
+            return str(display_lost(self._display))
         if self._running and not all(listener.is_alive() for listener in self._listeners):
             # Not claiming to record what is no longer seen, whatever ended the thread.
             return f"the input listener on {self._display} stopped"
@@ -259,15 +251,11 @@ class X11InputSource(InputSource):
 
 
 class _Pointer(ABC):
-    """Where the pointer is on the root window, over one X connection of its own."""
+    """Where the pointer is on the root window, over one X connection of its own: ``ask``
+    sends the question, ``answer`` collects what the server found when it read it."""
 
-    # Whether ask() already sends the question (answer() then reads what the server found
-    # then); otherwise answer() asks, and the position is as of answer().
-    pipelined: ClassVar[bool] = False
-
-    def ask(self) -> None:
-        """Send the question; :meth:`answer` collects the reply (here: answer asks too)."""
-        return None
+    @abstractmethod
+    def ask(self) -> None: ...
 
     @abstractmethod
     def answer(self) -> tuple[int, int]: ...
@@ -289,10 +277,15 @@ class _XlibPointer(_Pointer):
 
         self._d = Xlib.display.Display(display)
         self._root = self._d.screen().root
+        self._pos = (0, 0)
+
+    def ask(self) -> None:
+        # python-xlib has no pipelining: the round trip happens here, at the asking time.
+        p = self._root.query_pointer()
+        self._pos = int(p.root_x), int(p.root_y)
 
     def answer(self) -> tuple[int, int]:
-        p = self._root.query_pointer()
-        return int(p.root_x), int(p.root_y)
+        return self._pos
 
     def close(self) -> None:
         self._d.close()
@@ -376,8 +369,6 @@ class _XcbPointer(_Pointer):
         self._xcb, self._free, self._conn = xcb, libc.free, conn
         self._root = int(it.data[0])
         self._cookie = _Cookie()
-
-    pipelined = True
 
     def ask(self) -> None:
         self._cookie = self._xcb.xcb_query_pointer(self._conn, self._root)

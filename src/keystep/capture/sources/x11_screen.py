@@ -6,8 +6,6 @@ grabs at all; without DAMAGE the caller grabs at its fixed rate.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import select
 import time
 from typing import Any
@@ -15,6 +13,7 @@ from typing import Any
 import mss
 
 from keystep.capture.sources.base import Grab, ScreenSource, SourceError
+from keystep.capture.wakeup import Wakeup
 
 
 class X11ScreenSource(ScreenSource):
@@ -84,8 +83,8 @@ class _RootDamage:
             raise
         self._d = d
         self._dirty = True  # the first call grabs at once
-        # wake() writes here, so a wait ends at once on another thread's request.
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # So that a wait ends at once on another thread's request.
+        self._wakeup = Wakeup()
 
     def wait(self, timeout: float) -> bool:
         d = self._d
@@ -104,16 +103,15 @@ class _RootDamage:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            ready, _, _ = select.select([d.fileno(), self._wake_r], [], [], left)
-            if self._wake_r in ready:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(self._wake_r, 64)
+            wakeup = self._wakeup.fileno()
+            ready, _, _ = select.select([d.fileno(), wakeup], [], [], left)
+            if wakeup in ready:
+                self._wakeup.drain()
                 if not d.pending_events():
                     return False
 
     def wake(self) -> None:
-        with contextlib.suppress(BlockingIOError):  # full: a wake is pending already
-            os.write(self._wake_w, b"w")
+        self._wakeup.wake()
 
     def close(self) -> None:
         try:
@@ -121,5 +119,4 @@ class _RootDamage:
             self._d.close()
         except Exception:
             pass
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self._wakeup.close()

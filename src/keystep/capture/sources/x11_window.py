@@ -58,6 +58,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def display_lost(name: str) -> DisplayLost:
+    """What every X11 source raises once its connection to ``name`` broke."""
+    return DisplayLost(f"lost the X display {name} (its server ended)")
+
+
 def _reports_loss(
     method: Callable[Concatenate[X11WindowSource, P], R],
 ) -> Callable[Concatenate[X11WindowSource, P], R]:
@@ -68,7 +73,7 @@ def _reports_loss(
         try:
             return method(self, *args, **kwargs)
         except (Xlib.error.ConnectionClosedError, OSError) as exc:
-            raise DisplayLost(f"lost the X display {self._name} (its server ended)") from exc
+            raise display_lost(self._name) from exc
 
     return call
 

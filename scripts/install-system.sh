@@ -11,6 +11,7 @@ packages=(
   postgresql postgresql-client                                  # the collector's server database
   python3-venv python3-dev gcc
   strace                                                        # proves OCR writes nothing to disk
+  procps                                                        # pkill: a test ends the X server under a recorder
 )
 missing=()
 for p in "${packages[@]}"; do
